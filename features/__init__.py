@@ -1,0 +1,1 @@
+"""Pure polars feature code: demand series, calendar, lags, weather and solar geometry."""

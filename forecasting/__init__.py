@@ -1,0 +1,1 @@
+"""evcast: forecasts of EV charging demand, solar and grid headroom for charging sites."""

@@ -1,0 +1,30 @@
+"""Entry point of the ``evcast`` command (also ``python -m forecasting``).
+
+Each module listed in ``_COMMAND_MODULES`` defines its commands on :data:`forecasting.cli.app.app`;
+importing it registers them. Commands call the same core functions as the Prefect flows.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from forecasting.cli.app import app
+from forecasting.errors import ForecastingError
+
+_COMMAND_MODULES: tuple[str, ...] = ("forecasting.cli.info",)
+
+for _module in _COMMAND_MODULES:
+    importlib.import_module(_module)
+
+
+def main() -> None:
+    """Run the CLI; a :class:`ForecastingError` prints its message and exits with status 2."""
+    try:
+        app()
+    except ForecastingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+
+
+__all__ = ["app", "main"]

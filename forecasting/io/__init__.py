@@ -1,0 +1,1 @@
+"""Adapters: the only code that reads or writes stores and services."""

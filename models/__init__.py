@@ -1,0 +1,1 @@
+"""Forecasting models: charging demand (LightGBM), solar (pvlib), and baselines."""
