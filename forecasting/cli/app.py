@@ -16,3 +16,10 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """Forecast EV charging demand, on-site solar and grid headroom for charging sites."""
+
+
+ingest_app = typer.Typer(
+    help="Read session, weather and PV files, validate them, and store them in the lake.",
+    no_args_is_help=True,
+)
+app.add_typer(ingest_app, name="ingest")
