@@ -12,7 +12,11 @@ import sys
 from forecasting.cli.app import app
 from forecasting.errors import ForecastingError
 
-_COMMAND_MODULES: tuple[str, ...] = ("forecasting.cli.info",)
+_COMMAND_MODULES: tuple[str, ...] = (
+    "forecasting.cli.info",
+    "forecasting.cli.ingest_sessions",
+    "forecasting.cli.sites",
+)
 
 for _module in _COMMAND_MODULES:
     importlib.import_module(_module)
