@@ -15,6 +15,7 @@ from forecasting.errors import ForecastingError
 _COMMAND_MODULES: tuple[str, ...] = (
     "forecasting.cli.info",
     "forecasting.cli.ingest_sessions",
+    "forecasting.cli.ingest_solar",
     "forecasting.cli.sites",
 )
 
