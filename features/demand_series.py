@@ -1,0 +1,314 @@
+"""Demand series per site on a complete UTC interval grid, built from charging sessions.
+
+A session contributes to every interval its plug-in window ``[plug_in_at, plug_out_at)``
+overlaps. The contributions (one row per session and interval) are the shared building block:
+the demand series is their sum, and the lag features subtract the contributions of sessions
+not yet known at an issue time (see :mod:`features.lags`).
+
+Energy allocation
+-----------------
+``uniform``
+    The session's energy is spread evenly over ``[plug_in_at, plug_out_at)``, split exactly at
+    interval boundaries.
+``front_loaded``
+    The car draws from plug-in until its energy is delivered: over
+    ``[plug_in_at, charging_done_at)`` when ``charging_done_at`` is known (capped at plug-out),
+    otherwise at the charging power ``max(rated, energy / plugged-in duration)`` where ``rated``
+    is the session's ``max_power_kw`` or else ``charger_power_kw``. Without a rated power this
+    falls back to uniform.
+
+A session whose allocation window is empty (zero duration, or energy <= 0) puts all its energy
+in the interval of its plug-in, so the sum over the grid always equals the sessions' energy.
+
+Outages (long silences at busy sites) are marked by :func:`mark_outages`, defined in
+:mod:`features.outages` and re-exported here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+import numpy as np
+import polars as pl
+
+from features.outages import mark_outages
+from forecasting.errors import ConfigError, SchemaError
+from forecasting.schemas import DEMAND_SERIES_SCHEMA
+
+__all__ = [
+    "ALLOCATIONS",
+    "CONTRIBUTION_COLUMNS",
+    "Allocation",
+    "build_demand_series",
+    "build_series_from_contributions",
+    "build_session_contributions",
+    "check_resolution",
+    "mark_outages",
+]
+
+Allocation = Literal["uniform", "front_loaded"]
+ALLOCATIONS: Final[tuple[str, ...]] = ("uniform", "front_loaded")
+
+_US_PER_HOUR: Final = 3.6e9
+_ONE_US: Final = timedelta(microseconds=1)
+
+CONTRIBUTION_COLUMNS: Final[tuple[str, ...]] = (
+    "site_id",
+    "session_id",
+    "interval_start",
+    "energy_kwh",
+    "occupied_connectors",
+    "arrivals",
+    "known_at",
+)
+"""Columns of :func:`build_session_contributions`."""
+
+
+def check_resolution(resolution: timedelta) -> None:
+    """Raise :class:`ConfigError` unless ``resolution`` is positive and divides one day."""
+    day_us = 86_400_000_000
+    res_us = resolution // _ONE_US
+    if res_us <= 0 or day_us % res_us:
+        msg = (
+            f"resolution {resolution!r} must be positive and divide one day evenly; "
+            "use e.g. timedelta(minutes=15) or timedelta(hours=1)"
+        )
+        raise ConfigError(msg)
+
+
+def _hours(duration: pl.Expr) -> pl.Expr:
+    return duration.dt.total_microseconds().cast(pl.Float64) / _US_PER_HOUR
+
+
+def _charge_end(
+    schema: pl.Schema, *, allocation: Allocation, charger_power_kw: float | None
+) -> pl.Expr:
+    """End of the window over which a session's energy is spread (within plug-in window)."""
+    plug_in, plug_out = pl.col("plug_in_at"), pl.col("plug_out_at")
+    if allocation == "uniform":
+        return plug_out
+    rated = pl.lit(charger_power_kw, dtype=pl.Float64)
+    if "max_power_kw" in schema:
+        rated = pl.coalesce(pl.col("max_power_kw"), rated)
+    energy = pl.col("energy_kwh")
+    power = pl.max_horizontal(rated, energy / _hours(plug_out - plug_in))
+    charge_us = (energy / power * _US_PER_HOUR).fill_nan(0.0).clip(0.0).round()
+    by_power = plug_in + pl.duration(microseconds=charge_us.cast(pl.Int64, strict=False))
+    by_power = pl.min_horizontal(pl.coalesce(by_power, plug_out), plug_out)
+    if "charging_done_at" not in schema:
+        return by_power
+    done = pl.col("charging_done_at")
+    return pl.when(done > plug_in).then(pl.min_horizontal(done, plug_out)).otherwise(by_power)
+
+
+def _check_sessions(frame: pl.DataFrame) -> None:
+    needed = ["site_id", "session_id", "plug_in_at", "plug_out_at", "energy_kwh"]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        msg = (
+            f"sessions frame is missing columns {missing!r}; available: {frame.columns!r}. "
+            "read sessions with forecasting.ingest.sessions.read_sessions"
+        )
+        raise SchemaError(msg)
+    backwards = frame.filter(pl.col("plug_out_at") < pl.col("plug_in_at"))
+    if backwards.height:
+        row = backwards.row(0, named=True)
+        msg = (
+            f"session {row['session_id']!r} of site {row['site_id']!r} ends before it starts: "
+            f"plug_in_at={row['plug_in_at']!r}, plug_out_at={row['plug_out_at']!r} "
+            f"({backwards.height} such rows); ingest quarantines these, read sessions through it"
+        )
+        raise SchemaError(msg)
+
+
+def build_session_contributions(
+    sessions: pl.LazyFrame | pl.DataFrame,
+    *,
+    resolution: timedelta,
+    allocation: Allocation = "uniform",
+    charger_power_kw: float | None = None,
+) -> pl.LazyFrame:
+    """Split every session into its contributions to the intervals it overlaps.
+
+    Parameters
+    ----------
+    sessions
+        Sessions (``forecasting.schemas.SESSIONS_SCHEMA``); needs ``site_id``, ``session_id``,
+        ``plug_in_at``, ``plug_out_at``, ``energy_kwh`` [kWh]; uses ``max_power_kw`` [kW] and
+        ``charging_done_at`` when present.
+    resolution
+        Interval length; must divide one day.
+    allocation
+        ``"uniform"`` or ``"front_loaded"`` (see the module docstring).
+    charger_power_kw
+        Rated power [kW] for sessions without ``max_power_kw`` (front-loaded only).
+
+    Returns
+    -------
+    polars.LazyFrame
+        One row per (session, interval): ``site_id``, ``session_id``, ``interval_start``,
+        ``energy_kwh`` [kWh] delivered in the interval, ``occupied_connectors`` [-] share of the
+        interval the car was plugged in, ``arrivals`` [-] 1 in the plug-in interval, and
+        ``known_at`` (the session's ``plug_out_at``: it is known at ``issued_at > known_at``).
+    """
+    check_resolution(resolution)
+    if allocation not in ALLOCATIONS:
+        msg = f"allocation {allocation!r} is not one of {ALLOCATIONS!r}"
+        raise ConfigError(msg)
+    frame = sessions.collect() if isinstance(sessions, pl.LazyFrame) else sessions
+    _check_sessions(frame)
+    charge_end = _charge_end(frame.schema, allocation=allocation, charger_power_kw=charger_power_kw)
+    times = frame.select(
+        pl.col("plug_in_at", "plug_out_at").dt.epoch("us"),
+        charge_end.dt.epoch("us").alias("charge_end"),
+    )
+    plug_in, plug_out, charge = (times[c].to_numpy() for c in times.columns)
+    parts = _split_at_intervals(
+        plug_in, plug_out, charge, frame["energy_kwh"].to_numpy(), step=resolution // _ONE_US
+    )
+    utc = pl.Datetime("us", "UTC")
+    return (
+        frame.select("site_id", "session_id")[parts["row"]]
+        .with_columns(
+            pl.Series("interval_start", parts["start"]).cast(utc),
+            pl.Series("energy_kwh", parts["energy"], dtype=pl.Float64),
+            pl.Series("occupied_connectors", parts["occupied"], dtype=pl.Float64),
+            pl.Series("arrivals", parts["arrival"]).cast(pl.UInt32),
+            pl.Series("known_at", parts["known_at"]).cast(utc),
+        )
+        .lazy()
+    )
+
+
+def _split_at_intervals(
+    plug_in: np.ndarray, plug_out: np.ndarray, charge: np.ndarray, energy: np.ndarray, *, step: int
+) -> dict[str, np.ndarray]:
+    """Per (session, interval): session row, interval start, energy, occupancy, arrival flag.
+
+    Times are [us since epoch]; ``charge`` is the end of the allocation window; ``step`` the
+    interval length [us]. Intervals are aligned to the epoch (so to UTC midnight).
+    """
+    first = plug_in // step
+    counts = np.maximum(plug_out - 1, plug_in) // step - first + 1
+    row = np.repeat(np.arange(plug_in.size), counts)
+    offset = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    start = (first[row] + offset) * step
+    plug_in, plug_out, charge, energy = plug_in[row], plug_out[row], charge[row], energy[row]
+    charge_us = (charge - plug_in).astype(np.float64)
+    overlap_charge = np.clip(np.minimum(charge, start + step) - np.maximum(plug_in, start), 0, None)
+    overlap_plug = np.clip(np.minimum(plug_out, start + step) - np.maximum(plug_in, start), 0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = energy * overlap_charge / charge_us
+    return {
+        "row": row,
+        "start": start,
+        "energy": np.where(charge_us > 0, spread, np.where(offset == 0, energy, 0.0)),
+        "occupied": overlap_plug / step,
+        "arrival": offset == 0,
+        "known_at": plug_out,
+    }
+
+
+def build_demand_series(
+    sessions: pl.LazyFrame | pl.DataFrame,
+    *,
+    resolution: timedelta,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    allocation: Allocation = "uniform",
+    charger_power_kw: float | None = None,
+) -> pl.DataFrame:
+    """Build the demand series of every site in ``sessions`` on a complete interval grid.
+
+    Parameters
+    ----------
+    sessions
+        Sessions, as for :func:`build_session_contributions`.
+    resolution
+        Interval length (15 min, 1 h, ...); must divide one day.
+    start, end
+        Grid bounds [UTC]; intervals start in ``[start, end)``. Default: from the first
+        plug-in interval to the last plugged-in interval of each site. Contributions outside
+        the bounds are dropped.
+    allocation, charger_power_kw
+        As for :func:`build_session_contributions`.
+
+    Returns
+    -------
+    polars.DataFrame
+        ``DEMAND_SERIES_SCHEMA``, sorted by site and interval: ``energy_kwh`` [kWh],
+        ``power_kw`` [kW] average over the interval, ``occupied_connectors`` [-] time-weighted,
+        ``arrivals`` [-], ``is_missing`` (all false; see :func:`mark_outages`).
+    """
+    contributions = build_session_contributions(
+        sessions, resolution=resolution, allocation=allocation, charger_power_kw=charger_power_kw
+    )
+    return build_series_from_contributions(
+        contributions, resolution=resolution, start=start, end=end
+    )
+
+
+def _epoch_us(value: datetime) -> int:
+    return int(pl.Series([value]).cast(pl.Datetime("us", "UTC")).dt.epoch("us").item())
+
+
+def _site_series(
+    part: pl.DataFrame, *, site_id: str, resolution: timedelta, first_us: int, end_us: int
+) -> pl.DataFrame:
+    """One site's series on intervals ``[first_us, end_us)``, summed densely."""
+    step_us = resolution // _ONE_US
+    length = max(0, -(-(end_us - first_us) // step_us))
+    index = (part["interval_start"].dt.epoch("us").to_numpy() - first_us) // step_us
+    keep = (index >= 0) & (index < length)
+
+    def total(column: str) -> np.ndarray:
+        weights = part[column].cast(pl.Float64).to_numpy()[keep]
+        return np.bincount(index[keep], weights=weights, minlength=length)
+
+    energy = total("energy_kwh")
+    return pl.DataFrame(
+        {
+            "site_id": pl.Series([site_id], dtype=pl.String).new_from_index(0, length),
+            "interval_start": pl.Series(first_us + np.arange(length) * step_us).cast(
+                pl.Datetime("us", "UTC")
+            ),
+            "energy_kwh": energy,
+            "power_kw": energy / (resolution / timedelta(hours=1)),
+            "occupied_connectors": total("occupied_connectors"),
+            "arrivals": total("arrivals").round().astype(np.uint32),
+            "is_missing": np.zeros(length, dtype=bool),
+        },
+        schema=DEMAND_SERIES_SCHEMA,
+    )
+
+
+def build_series_from_contributions(
+    contributions: pl.LazyFrame | pl.DataFrame,
+    *,
+    resolution: timedelta,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pl.DataFrame:
+    """Sum :func:`build_session_contributions` onto a complete grid per site.
+
+    Parameters and result as for :func:`build_demand_series`. Sums are dense per site
+    (``numpy.bincount``), which is several times faster than a polars group-by and join here.
+    """
+    frame = contributions.collect() if isinstance(contributions, pl.LazyFrame) else contributions
+    step_us = resolution // _ONE_US
+    parts = []
+    for (site_id,), part in sorted(frame.partition_by("site_id", as_dict=True).items()):
+        starts = part["interval_start"].dt.epoch("us").to_numpy()
+        first_us = _epoch_us(start) // step_us * step_us if start is not None else starts.min()
+        end_us = _epoch_us(end) if end is not None else starts.max() + step_us
+        parts.append(
+            _site_series(
+                part,
+                site_id=str(site_id),
+                resolution=resolution,
+                first_us=int(first_us),
+                end_us=int(end_us),
+            )
+        )
+    return pl.concat(parts) if parts else pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from features.calendar import CALENDAR_FEATURE_COLUMNS, add_calendar_features, holiday_dates
+from forecasting.config import SiteConfig
+from forecasting.errors import ConfigError
+
+
+def _hours_of_local_day(site: SiteConfig, day: date) -> pl.DataFrame:
+    """Hourly UTC intervals from two days around ``day``, kept where the local date is ``day``."""
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(days=1)
+    frame = pl.DataFrame(
+        {"interval_start": [start + timedelta(hours=k) for k in range(72)]},
+        schema={"interval_start": pl.Datetime("us", "UTC")},
+    )
+    local_day = pl.col("interval_start").dt.convert_time_zone(site.timezone).dt.date()
+    return add_calendar_features(frame.filter(local_day == day), site=site)
+
+
+@pytest.mark.parametrize(
+    ("day", "hours", "local_hours"),
+    [
+        pytest.param(date(2018, 3, 25), 23, [0, *range(2, 24)], id="spring-forward-23h"),
+        pytest.param(date(2018, 10, 28), 25, [0, 1, 1, *range(2, 24)], id="fall-back-25h"),
+        pytest.param(date(2018, 6, 24), 24, list(range(24)), id="summer-sunday-24h"),
+    ],
+)
+def test_dst_days_have_23_and_25_local_hours(
+    site: SiteConfig, day: date, hours: int, local_hours: list[int]
+) -> None:
+    features = _hours_of_local_day(site, day)
+    assert features.height == hours
+    assert features["hour"].to_list() == local_hours
+    assert features["day_of_week"].unique().to_list() == [6]  # both 2018 changes on a Sunday
+    assert features["is_weekend"].all()
+    assert features["day_of_year"].unique().to_list() == [day.timetuple().tm_yday]
+
+
+def test_local_hour_follows_the_wall_clock_in_summer(site: SiteConfig) -> None:
+    frame = pl.DataFrame(
+        {"interval_start": [datetime(2018, 7, 2, 11, tzinfo=UTC)]},
+        schema={"interval_start": pl.Datetime("us", "UTC")},
+    )
+    row = add_calendar_features(frame, site=site).row(0, named=True)
+    assert row["hour"] == 12  # BST = UTC+1
+    assert row["month"] == 7
+    assert row["day_of_week"] == 0  # Monday
+    # noon local: time of day is half a turn
+    assert row["time_of_day_sin"] == pytest.approx(0.0, abs=1e-12)
+    assert row["time_of_day_cos"] == pytest.approx(-1.0)
+
+
+def test_scottish_bank_holidays_and_bridge_days(site: SiteConfig) -> None:
+    days = [date(2018, 1, 2), date(2018, 11, 30), date(2018, 4, 2), date(2018, 12, 27)]
+    frame = pl.DataFrame(
+        {"interval_start": [datetime(d.year, d.month, d.day, 12, tzinfo=UTC) for d in days]},
+        schema={"interval_start": pl.Datetime("us", "UTC")},
+    )
+    features = add_calendar_features(frame, site=site)
+    # 2 January and St Andrew's Day are Scottish holidays; Easter Monday is not (England only)
+    assert features["is_holiday"].to_list() == [True, True, False, False]
+    assert features["is_bridge_day"].to_list() == [False, False, False, False]
+    assert list(features.columns[1:]) == list(CALENDAR_FEATURE_COLUMNS)
+
+
+def test_bridge_day_between_holiday_and_weekend() -> None:
+    # 2019-12-26 is a Thursday (Boxing Day), so Friday 2019-12-27 is a bridge day in England
+    england = SiteConfig(
+        site_id="london", name="London", latitude=51.5, longitude=-0.1,
+        timezone="Europe/London", country="GB", subdivision="ENG",
+    )  # fmt: skip
+    days = [datetime(2019, 12, d, 12, tzinfo=UTC) for d in (24, 25, 26, 27, 30)]
+    frame = pl.DataFrame(
+        {"interval_start": days}, schema={"interval_start": pl.Datetime("us", "UTC")}
+    )
+    features = add_calendar_features(frame, site=england)
+    assert features["is_holiday"].to_list() == [False, True, True, False, False]
+    assert features["is_bridge_day"].to_list() == [False, False, False, True, False]
+
+
+def test_site_without_country_has_no_holidays(site: SiteConfig) -> None:
+    nowhere = site.model_copy(update={"country": None, "subdivision": None})
+    assert holiday_dates(nowhere, first=date(2018, 1, 1), last=date(2018, 12, 31)).len() == 0
+
+
+def test_unknown_country_names_the_site(site: SiteConfig) -> None:
+    bad = site.model_copy(update={"country": "XX", "subdivision": None})
+    with pytest.raises(ConfigError, match="site 'broxden': holidays unknown for country='XX'"):
+        holiday_dates(bad, first=date(2018, 1, 1), last=date(2018, 12, 31))
