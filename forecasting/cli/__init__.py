@@ -17,6 +17,9 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "forecasting.cli.ingest_sessions",
     "forecasting.cli.ingest_solar",
     "forecasting.cli.sites",
+    "forecasting.cli.serve",
+    "forecasting.cli.tokens",
+    "forecasting.cli.fetch",
 )
 
 for _module in _COMMAND_MODULES:

@@ -1,0 +1,141 @@
+"""Bearer tokens: issued once, stored hashed, scoped to sites, checked in constant time.
+
+A token reads ``evc_<token_id>_<secret>``: ``token_id`` (16 hex digits) is public and names
+the token in the audit log; ``secret`` (43 URL-safe characters, 256 bits) is shown once, and
+only its SHA-256 is stored. A high-entropy secret needs no slow password hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Final
+
+from fastapi import Request, Security
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+
+from forecasting.api.problems import ProblemError
+from forecasting.api.ratelimit import RateLimiter, retry_after_header
+from forecasting.config import SITE_ID_PATTERN
+from forecasting.errors import ConfigError
+from forecasting.io.forecast_store import TokenRecord, read_token, write_token
+
+TOKEN_PREFIX: Final = "evc"
+BEARER: Final = HTTPBearer(auto_error=False, description="Token from `evcast tokens create`.")
+_MAX_CACHED_TOKENS: Final = 10_000
+_DUMMY_HASH: Final = hashlib.sha256(b"evcast-no-such-token").hexdigest()
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def issue_token(
+    engine: Engine,
+    *,
+    sites: Sequence[str],
+    now: datetime,
+    expires_at: datetime | None,
+) -> tuple[TokenRecord, str]:
+    """Create and store a token for ``sites``; return its record and the token (shown once)."""
+    bad = [s for s in sites if not re.fullmatch(SITE_ID_PATTERN, s)]
+    if not sites or bad:
+        msg = f"token needs at least one valid site id; invalid: {bad!r}. see `evcast sites`"
+        raise ConfigError(msg)
+    if expires_at is not None and expires_at <= now:
+        msg = f"token expiry {expires_at.isoformat()!r} is not in the future; pick a later time"
+        raise ConfigError(msg)
+    token_id = secrets.token_hex(8)
+    secret = secrets.token_urlsafe(32)
+    record = TokenRecord(
+        token_id=token_id,
+        secret_sha256=_hash_secret(secret),
+        sites=tuple(sorted(set(sites))),
+        created_at=now,
+        expires_at=expires_at,
+    )
+    write_token(engine, record)
+    return record, f"{TOKEN_PREFIX}_{token_id}_{secret}"
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    """Return ``(token_id, secret)`` of a well-formed token, else None."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or len(parts[1]) != 16:
+        return None
+    return parts[1], parts[2]
+
+
+def check_secret(record: TokenRecord | None, secret: str) -> bool:
+    """Return whether ``secret`` matches ``record`` (constant time, also when record is None)."""
+    expected = record.secret_sha256 if record is not None else _DUMMY_HASH
+    matches = hmac.compare_digest(_hash_secret(secret), expected)
+    return matches and record is not None
+
+
+def _unauthorized(detail: str, *, error: str | None) -> ProblemError:
+    challenge = 'Bearer realm="evcast"' + (f', error="{error}"' if error else "")
+    return ProblemError(401, detail, kind="unauthorized", headers={"WWW-Authenticate": challenge})
+
+
+class Gatekeeper:
+    """FastAPI dependency: authenticate the bearer token, then apply its rate limit.
+
+    Token records are cached for a few seconds so a fetch does not need a store read; expiry
+    is checked against the clock on every request.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        limiter: RateLimiter,
+        clock: Callable[[], datetime],
+        cache_s: float = 5.0,
+    ) -> None:
+        self._engine = engine
+        self._limiter = limiter
+        self._clock = clock
+        self._cache_s = cache_s
+        self._tokens: dict[str, tuple[TokenRecord | None, float]] = {}
+
+    async def _find(self, token_id: str) -> TokenRecord | None:
+        cached = self._tokens.get(token_id)
+        if cached is not None and time.monotonic() - cached[1] < self._cache_s:
+            return cached[0]
+        record = await run_in_threadpool(read_token, self._engine, token_id)
+        if record is not None:  # unknown ids are not cached, so guessing cannot fill memory
+            if len(self._tokens) >= _MAX_CACHED_TOKENS:
+                self._tokens.clear()
+            self._tokens[token_id] = (record, time.monotonic())
+        return record
+
+    async def __call__(
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    ) -> TokenRecord:
+        """Return the caller's token record, or raise a 401 / 429 problem."""
+        if credentials is None:
+            raise _unauthorized("a bearer token is required", error=None)
+        parts = split_token(credentials.credentials)
+        record = await self._find(parts[0]) if parts else None
+        if parts is None or record is None or not check_secret(record, parts[1]):
+            raise _unauthorized("the bearer token is invalid", error="invalid_token")
+        if record.expires_at is not None and record.expires_at <= self._clock():
+            raise _unauthorized("the bearer token has expired", error="invalid_token")
+        request.state.token_id = record.token_id
+        wait = self._limiter.acquire(record.token_id)
+        if wait > 0:
+            msg = f"rate limit of {self._limiter.rate_per_s:g} requests/s exceeded; retry later"
+            raise ProblemError(
+                429, msg, kind="rate-limited", headers={"Retry-After": retry_after_header(wait)}
+            )
+        return record

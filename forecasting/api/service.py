@@ -1,0 +1,246 @@
+"""What the API serves: the latest run per site, rendered once per run and window, cached.
+
+A run never changes once published (its id is a content hash), so the serialized body, its
+ETag and its signature are cached per ``(run id, target, window, served state)``. Only the
+latest run id of a site is looked up again, at most every ``latest_ttl_s`` seconds.
+:meth:`ForecastService.lookup_forecast` answers from memory only (no I/O, safe on the event
+loop); :meth:`ForecastService.render_forecast` may read the store (run it in a thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from forecasting.api.config import ApiConfig
+from forecasting.api.problems import ProblemError
+from forecasting.api.signing import compute_signature
+from forecasting.errors import SchemaError
+from forecasting.io.forecast_store import latest_run_id, read_run
+from forecasting.publication.baseline import resolve_served
+from forecasting.publication.contract import Publication
+from forecasting.publication.documents import build_forecast_document, encode_document
+from forecasting.publication.ocpp import build_schedule_document
+
+_RUNS_KEPT = 64
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A serialized response body with its validators."""
+
+    body: bytes
+    etag: str
+    signature: str | None
+    run_id: str
+    expires_at: datetime
+    stale: bool
+
+
+class _Lru:
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+
+    def get(self, key: Hashable) -> Any:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: Any) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
+class ForecastService:
+    """Latest-run lookup, stale handling and body rendering for one store."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        config: ApiConfig,
+        signing_key: bytes | None,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.clock = clock
+        self._key = signing_key
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._latest: dict[str, tuple[str | None, float]] = {}
+        self._runs = _Lru(_RUNS_KEPT)
+        self._bodies = _Lru(config.cache_entries)
+
+    def _cached_latest(self, site_id: str) -> Publication | bool | None:
+        """Return the cached latest run, None if none is published, False if unknown."""
+        with self._lock:
+            entry = self._latest.get(site_id)
+            if entry is None or time.monotonic() - entry[1] > self.config.latest_ttl_s:
+                return False
+            return None if entry[0] is None else (self._runs.get(entry[0]) or False)
+
+    def latest(self, site_id: str) -> Publication | None:
+        """Return the latest run of a site (from cache when fresh), or None.
+
+        Refreshes are serialized: requests that arrive while one refresh reads the store wait
+        for it and then find the cache fresh, instead of each reading the store.
+        """
+        cached = self._cached_latest(site_id)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        with self._refresh_lock:
+            cached = self._cached_latest(site_id)
+            if cached is not False:
+                return cached  # type: ignore[return-value]
+            return self._refresh(site_id)
+
+    def _refresh(self, site_id: str) -> Publication | None:
+        run_id = latest_run_id(self.engine, site_id)
+        publication = None
+        if run_id is not None:
+            with self._lock:
+                publication = self._runs.get(run_id)
+            if publication is None:
+                stored = read_run(self.engine, run_id)
+                publication = stored.publication if stored else None
+        with self._lock:
+            if publication is not None:
+                self._runs.put(publication.run_id, publication)
+            self._latest[site_id] = (
+                publication.run_id if publication else None,
+                time.monotonic(),
+            )
+        return publication
+
+    def _finish(self, document: dict[str, Any], *, publication: Publication) -> Rendered:
+        body = encode_document(document)
+        return Rendered(
+            body=body,
+            etag='"' + hashlib.sha256(body).hexdigest()[:32] + '"',
+            signature=compute_signature(body, key=self._key) if self._key else None,
+            run_id=publication.run_id,
+            expires_at=publication.expires_at,
+            stale=bool(document["stale"]),
+        )
+
+    def _state(self, publication: Publication, now: datetime) -> str:
+        if now < publication.expires_at:
+            return "fresh"
+        if self.config.stale_policy == "mark":
+            return "stale"
+        step = timedelta(seconds=publication.resolution_s)
+        return f"baseline@{(now - publication.issued_at) // step}"
+
+    def _forecast_key(
+        self, publication: Publication, target: str, window: tuple[datetime | None, ...]
+    ) -> tuple[Hashable, ...]:
+        return (
+            "forecast",
+            publication.run_id,
+            target,
+            window,
+            self._state(publication, self.clock()),
+        )
+
+    def lookup_forecast(
+        self, site_id: str, target: str, start: datetime | None, end: datetime | None
+    ) -> Rendered | None:
+        """Return the cached body, or None when it must be rendered (no I/O here)."""
+        cached = self._cached_latest(site_id)
+        if not isinstance(cached, Publication):
+            return None
+        with self._lock:
+            return self._bodies.get(self._forecast_key(cached, target, (start, end)))
+
+    def render_forecast(
+        self, site_id: str, target: str, start: datetime | None, end: datetime | None
+    ) -> Rendered:
+        """Render (and cache) the forecast document of a site's latest run."""
+        publication = self._require_latest(site_id)
+        now = self.clock()
+        key = self._forecast_key(publication, target, (start, end))
+        with self._lock:
+            cached = self._bodies.get(key)
+        if cached is not None:  # the latest id was looked up again, but the run is unchanged
+            return cached
+        served, stale, reason = resolve_served(
+            publication, now=now, stale_policy=self.config.stale_policy
+        )
+        if target not in served.targets:
+            msg = f"target {target!r} is not published for site {site_id!r}; " + (
+                "the site has no grid limit configured"
+                if target == "headroom"
+                else "the site has no PV forecast"
+            )
+            raise ProblemError(404, msg, kind="target-not-published")
+        document = build_forecast_document(
+            served, target=target, start=start, end=end, stale=stale, fallback_reason=reason
+        )
+        rendered = self._finish(document, publication=publication)
+        with self._lock:
+            self._bodies.put(key, rendered)
+        return rendered
+
+    def _schedule_key(self, publication: Publication, now: datetime) -> tuple[Hashable, ...]:
+        step = timedelta(seconds=publication.resolution_s)
+        current = (now - publication.issued_at) // step
+        return ("schedule", publication.run_id, current, self._state(publication, now))
+
+    def lookup_schedule(self, site_id: str) -> Rendered | None:
+        """Return the cached schedule body, or None when it must be rendered (no I/O here)."""
+        cached = self._cached_latest(site_id)
+        if not isinstance(cached, Publication):
+            return None
+        with self._lock:
+            return self._bodies.get(self._schedule_key(cached, self.clock()))
+
+    def render_schedule(self, site_id: str) -> Rendered:
+        """Render the OCPP schedule document of a site's latest run (from the current interval)."""
+        publication = self._require_latest(site_id)
+        now = self.clock()
+        key = self._schedule_key(publication, now)
+        with self._lock:
+            cached = self._bodies.get(key)
+        if cached is not None:
+            return cached
+        served, stale, reason = resolve_served(
+            publication, now=now, stale_policy=self.config.stale_policy
+        )
+        if "headroom" not in served.targets:
+            msg = f"site {site_id!r} has no headroom forecast; configure its grid_limit_kw"
+            raise ProblemError(404, msg, kind="target-not-published")
+        try:
+            document = build_schedule_document(
+                served,
+                now=now,
+                stale=stale,
+                fallback_reason=reason,
+                stack_level=self.config.schedule_stack_level,
+            )
+        except SchemaError as exc:
+            msg = f"no current schedule for site {site_id!r}: the latest run has ended ({exc})"
+            raise ProblemError(409, msg, kind="no-current-schedule") from exc
+        rendered = self._finish(document, publication=publication)
+        with self._lock:
+            self._bodies.put(key, rendered)
+        return rendered
+
+    def _require_latest(self, site_id: str) -> Publication:
+        publication = self.latest(site_id)
+        if publication is None:
+            msg = f"no forecast has been published for site {site_id!r} yet; run the pipeline"
+            raise ProblemError(404, msg, kind="no-forecast")
+        return publication

@@ -1,0 +1,1 @@
+"""Publication core (pure): the run contract, served targets, documents, OCPP profiles."""

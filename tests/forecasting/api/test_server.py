@@ -1,0 +1,183 @@
+"""The API through a real uvicorn server on loopback (HTTP and HTTPS), and ``evcast fetch``."""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from api_support import SIGNING_KEY, free_port, publish_example, run_server
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from typer.testing import CliRunner
+
+from forecasting.api.auth import issue_token
+from forecasting.api.signing import SIGNATURE_HEADER, verify_signature
+from forecasting.cli import app as cli
+from forecasting.cli.serve import build_server_config
+from forecasting.errors import ConfigError
+from forecasting.io.forecast_store import open_store
+from forecasting.settings import Settings
+
+THIS_HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+SITES_TOML = """
+[[sites]]
+site_id = "site-a"
+name = "A"
+latitude = 56.0
+longitude = -3.0
+timezone = "UTC"
+grid_limit_kw = 200
+other_load_kw = 20
+"""
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, str, str]:
+    """EVCAST_HOME with a run issued this hour for site-a and a token; a temp sites.toml."""
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "sites.toml").write_text(SITES_TOML)
+    monkeypatch.setenv("EVCAST_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("EVCAST_CONFIG_DIR", str(tmp_path / "configs"))
+    monkeypatch.setenv("EVCAST_SIGNING_KEY", SIGNING_KEY)
+    settings = Settings()
+    store = open_store(settings.forecast_store_url)
+    run_id = publish_example(store, "site-a", issued_at=THIS_HOUR)
+    _, token = issue_token(store, sites=["site-a"], now=datetime.now(UTC), expires_at=None)
+    store.dispose()
+    return settings, run_id, token
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_live_server_serves_signed_forecasts_and_fetch_prints_the_same_body(
+    home: tuple[Settings, str, str],
+) -> None:
+    settings, run_id, token = home
+    config = build_server_config(settings, host="127.0.0.1", port=free_port())
+    with run_server(config) as url:
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        response = httpx.get(
+            f"{url}/v1/sites/site-a/forecast",
+            params={"target": "net"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.status_code == 200
+        assert response.json()["run_id"] == run_id
+        assert response.json()["stale"] is False
+        assert verify_signature(
+            response.content, response.headers[SIGNATURE_HEADER], key=SIGNING_KEY.encode()
+        )
+        remote = CliRunner().invoke(
+            cli, ["fetch", "--site", "site-a", "--target", "net", "--url", url, "--token", token]
+        )
+    local = CliRunner().invoke(cli, ["fetch", "--site", "site-a", "--target", "net"])
+    assert remote.exit_code == 0, remote.output
+    assert local.exit_code == 0, local.output
+    assert remote.stdout.rstrip("\n").encode() == response.content
+    assert local.stdout.rstrip("\n").encode() == response.content
+
+
+def test_live_server_over_tls_with_a_self_signed_certificate(
+    home: tuple[Settings, str, str], tmp_path: Path
+) -> None:
+    settings, run_id, token = home
+    cert, key = _self_signed(tmp_path)
+    config = build_server_config(
+        settings, host="127.0.0.1", port=free_port(), tls_cert=cert, tls_key=key
+    )
+    with run_server(config) as url:
+        assert url.startswith("https://")
+        trusted = ssl.create_default_context(cafile=str(cert))
+        response = httpx.get(
+            f"{url}/v1/sites/site-a/schedule",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=trusted,
+        )
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            httpx.get(f"{url}/healthz")  # an untrusted certificate is refused
+        csv = CliRunner().invoke(
+            cli,
+            [
+                "fetch",
+                "--site",
+                "site-a",
+                "--target",
+                "headroom",
+                "--format",
+                "csv",
+                "--url",
+                url,
+                "--token",
+                token,
+                "--ca-cert",
+                str(cert),
+                "--from",
+                THIS_HOUR.isoformat(),
+                "--to",
+                (THIS_HOUR + timedelta(hours=1)).isoformat(),
+            ],
+        )
+    assert response.status_code == 200
+    assert response.json()["run_id"] == run_id
+    assert csv.exit_code == 0, csv.output
+    lines = csv.stdout.strip().splitlines()
+    assert lines[0].startswith("site_id,run_id,target,stale,fallback,interval_start")
+    assert len(lines) == 5, (
+        csv.stdout,
+        response.text[:3000],
+    )  # header and four 15-minute intervals
+    assert all(run_id in line for line in lines[1:])
+
+
+def test_tls_needs_both_files(home: tuple[Settings, str, str], tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="both --tls-cert and --tls-key"):
+        build_server_config(home[0], host="127.0.0.1", port=1, tls_cert=tmp_path / "c.pem")
+
+
+def test_fetch_refuses_a_tampered_or_unsigned_response(
+    home: tuple[Settings, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, _, token = home
+    config = build_server_config(settings, host="127.0.0.1", port=free_port())
+    monkeypatch.setenv("EVCAST_SIGNING_KEY", "a-different-key")  # what the client expects
+    with run_server(config) as url:
+        result = CliRunner().invoke(
+            cli, ["fetch", "--site", "site-a", "--url", url, "--token", token]
+        )
+    assert result.exit_code != 0
+    assert "signature" in str(result.exception)
