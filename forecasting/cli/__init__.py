@@ -13,6 +13,7 @@ from forecasting.cli.app import app
 from forecasting.errors import ForecastingError
 
 _COMMAND_MODULES: tuple[str, ...] = (
+    "forecasting.cli.backtest",
     "forecasting.cli.info",
     "forecasting.cli.ingest_sessions",
     "forecasting.cli.ingest_solar",
@@ -20,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "forecasting.cli.serve",
     "forecasting.cli.tokens",
     "forecasting.cli.fetch",
+    "forecasting.cli.train",
 )
 
 for _module in _COMMAND_MODULES:

@@ -1,0 +1,250 @@
+"""LightGBM demand model: calibrated P10/P50/P90 of a site's energy per interval [kWh].
+
+:class:`DemandForecaster` keeps the :class:`models.base.Forecaster` protocol. ``fit`` builds the
+training matrix (:func:`models.demand_matrix.build_training_matrix`: daily issue times at the
+wall-clock time of the fit over ``training_days``, one matrix, no loop over issue times) and
+fits direct multi-horizon quantile models (the horizon step is a feature) with split-conformal
+calibration of P10/P90 (:mod:`models.demand_core`). Sites with less than ``min_history_days``
+of sessions are served by a global model fitted on the pooled matrices of the ``pool_sites``
+that have sessions (site-level static features and the site's own lags tell the sites apart);
+``note`` says so. With ``pooling = "global"`` in the config every site is served that way.
+Forecasts are sorted, clipped at zero and capped at ``charging_capacity_kw x interval hours``
+when the site's chargers are known.
+
+``fit_matrix`` and ``predict_matrix`` work on prebuilt matrices, so a backtest can build each
+site's features once for a season and reuse them across refits (see
+:func:`models.demand_matrix.restate_targets`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Self
+
+import polars as pl
+
+from features.matrix import build_feature_matrix, feature_columns
+from forecasting.config import SiteConfig
+from forecasting.errors import ConfigError, NotFittedError, SchemaError
+from models.demand_config import DemandConfig
+from models.demand_core import QuantileBoosters, fit_calibrated, predict_calibrated
+from models.demand_matrix import build_training_matrix, compute_history_days
+
+
+def compute_cap_kwh(site: SiteConfig, *, resolution: timedelta) -> float | None:
+    """Most energy the site's chargers can draw in one interval [kWh]; None when unknown."""
+    capacity = site.charging_capacity_kw
+    if capacity is None:
+        return None
+    return capacity * (resolution / timedelta(hours=1))
+
+
+class DemandForecaster:
+    """Per-site LightGBM quantile model with a global cross-site fallback.
+
+    Parameters
+    ----------
+    config
+        Model settings (``configs/demand.toml``).
+    pool_sites
+        Sites whose sessions may train the global fallback model.
+
+    Attributes
+    ----------
+    model_
+        Fitted boosters and conformal shifts.
+    scope_
+        ``"site"`` or ``"global"``: which model serves the site.
+    history_days_
+        The site's history at fit time [d].
+    """
+
+    name: str = "demand"
+
+    def __init__(
+        self, config: DemandConfig | None = None, *, pool_sites: Sequence[SiteConfig] = ()
+    ) -> None:
+        self.config = config if config is not None else DemandConfig()
+        self.pool_sites = tuple(pool_sites)
+
+    def fit(
+        self,
+        sessions: pl.DataFrame,
+        *,
+        site: SiteConfig,
+        issued_at: datetime,
+        weather: pl.DataFrame | None = None,
+    ) -> Self:
+        """Learn from the sessions known at ``issued_at`` [UTC] (``plug_out_at < issued_at``)."""
+        known = sessions.filter(pl.col("plug_out_at") < issued_at)
+        history = compute_history_days(known, site_id=site.site_id, issued_at=issued_at)
+        pooled = self.config.pooling == "global" or history < self.config.min_history_days
+        present = set(known["site_id"].unique().to_list())
+        others = [s for s in self.pool_sites if s.site_id in present and s.site_id != site.site_id]
+        if history < self.config.min_history_days and not others:
+            msg = (
+                f"site {site.site_id!r} has {history:.1f} days of history "
+                f"(< min_history_days={self.config.min_history_days}) and no pool site has "
+                "sessions; pass pool_sites or lower min_history_days in configs/demand.toml"
+            )
+            raise SchemaError(msg)
+        sites = [site, *others] if pooled else [site]
+        matrices = [
+            build_training_matrix(
+                known, site=s, issued_at=issued_at, config=self.config, weather=weather
+            )
+            for s in sites
+        ]
+        matrix = pl.concat(matrices, how="vertical_relaxed")
+        return self.fit_matrix(
+            matrix,
+            site=site,
+            issued_at=issued_at,
+            history_days=history,
+            pooled=pooled,
+            with_weather=weather is not None,
+        )
+
+    def fit_matrix(
+        self,
+        matrix: pl.DataFrame,
+        *,
+        site: SiteConfig,
+        issued_at: datetime,
+        history_days: float,
+        pooled: bool = False,
+        with_weather: bool = False,
+    ) -> Self:
+        """Fit on a prebuilt training matrix whose targets are as known at ``issued_at``.
+
+        Parameters
+        ----------
+        matrix
+            Rows of :func:`features.matrix.build_feature_matrix` of ``site`` (or of the pool
+            sites, for the global model) whose targets ended before ``issued_at``.
+        site
+            The site served.
+        issued_at
+            Fit time [UTC]; the calibration window is the last ``calibration_days`` before it.
+        history_days
+            The site's history at ``issued_at`` [d]; below ``min_history_days`` the
+            forecasts are noted as a fallback.
+        pooled
+            Whether ``matrix`` holds several sites' rows (a global model).
+        with_weather
+            Whether the matrix has weather columns.
+        """
+        self.history_days_ = history_days
+        self.scope_ = "global" if pooled else "site"
+        self.features_ = feature_columns(with_weather=with_weather)
+        days = self.config.calibration_days
+        self.model_: QuantileBoosters = fit_calibrated(
+            matrix,
+            features=self.features_,
+            params=self.config.lightgbm,
+            calibrate_from=issued_at - timedelta(days=days) if days else None,
+            coverage=self.config.interval_coverage,
+        )
+        self.fitted_at_ = issued_at
+        self.site_id_ = site.site_id
+        return self
+
+    def predict(
+        self,
+        sessions: pl.DataFrame,
+        *,
+        site: SiteConfig,
+        issued_at: datetime,
+        interval_starts: pl.Series,
+        weather: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
+        """Forecast the intervals starting at ``interval_starts`` (UTC, ``>= issued_at``).
+
+        Returns one row per requested interval, in order: ``interval_start``, ``p10``, ``p50``,
+        ``p90`` [kWh per interval] and ``note``.
+        """
+        forecasts = self.predict_issues(
+            sessions,
+            site=site,
+            issue_times=[issued_at],
+            horizon=self._horizon_for(issued_at, interval_starts),
+            weather=weather,
+        )
+        requested = pl.DataFrame({"interval_start": interval_starts.cast(pl.Datetime("us", "UTC"))})
+        return requested.join(
+            forecasts.drop("issued_at"), on="interval_start", how="left", maintain_order="left"
+        )
+
+    def predict_issues(
+        self,
+        sessions: pl.DataFrame,
+        *,
+        site: SiteConfig,
+        issue_times: Sequence[datetime],
+        horizon: timedelta,
+        weather: pl.DataFrame | None = None,
+    ) -> pl.DataFrame:
+        """Forecast several issue times from one feature matrix.
+
+        Each issue time sees only the sessions known at it (the feature builder excludes the
+        others per issue time), so one frame for a whole season may be passed.
+        """
+        self._check_fitted()
+        if horizon > self.config.horizon:
+            msg = (
+                f"horizon {horizon!r} exceeds horizon_hours={self.config.horizon_hours}; "
+                "request fewer intervals or raise horizon_hours in configs/demand.toml"
+            )
+            raise ConfigError(msg)
+        matrix = build_feature_matrix(
+            sessions,
+            site=site,
+            issue_times=list(issue_times),
+            horizon=horizon,
+            resolution=self.config.resolution,
+            weather=weather,
+            allocation=self.config.allocation,
+        )
+        return self.predict_matrix(matrix, site=site)
+
+    def predict_matrix(self, matrix: pl.DataFrame, *, site: SiteConfig) -> pl.DataFrame:
+        """Forecast the rows of a prebuilt feature matrix of ``site``.
+
+        Returns
+        -------
+        polars.DataFrame
+            ``issued_at``, ``interval_start``, ``p10``, ``p50``, ``p90`` [kWh per interval] and
+            ``note``, one row per matrix row, in its order.
+        """
+        self._check_fitted()
+        cap = compute_cap_kwh(site, resolution=self.config.resolution)
+        quantiles = predict_calibrated(self.model_, matrix, cap_kwh=cap)
+        return matrix.select("issued_at", "interval_start").with_columns(
+            pl.Series("p10", quantiles[:, 0]),
+            pl.Series("p50", quantiles[:, 1]),
+            pl.Series("p90", quantiles[:, 2]),
+            pl.lit(self._note(site), dtype=pl.String).alias("note"),
+        )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            msg = "DemandForecaster is not fitted; call fit(sessions, site=..., issued_at=...)"
+            raise NotFittedError(msg)
+
+    def _horizon_for(self, issued_at: datetime, interval_starts: pl.Series) -> timedelta:
+        if interval_starts.len() == 0:
+            return self.config.resolution
+        first, last = interval_starts.min(), interval_starts.max()
+        if first < issued_at:  # type: ignore[operator]
+            msg = f"interval_start {first!r} is before issued_at {issued_at!r}; ask for later ones"
+            raise ConfigError(msg)
+        return last - issued_at + self.config.resolution  # type: ignore[operator]
+
+    def _note(self, site: SiteConfig) -> str | None:
+        if self.history_days_ >= self.config.min_history_days:
+            return None
+        return (
+            f"global model: {site.site_id} had {self.history_days_:.0f} days of history "
+            f"(< min_history_days={self.config.min_history_days})"
+        )
