@@ -21,6 +21,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "forecasting.cli.serve",
     "forecasting.cli.tokens",
     "forecasting.cli.fetch",
+    "forecasting.cli.flows",
     "forecasting.cli.train",
 )
 
