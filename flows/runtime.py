@@ -3,8 +3,8 @@
 The task runner is the thread pool by default (no cluster needed),
 or prefect-dask's ``DaskTaskRunner`` when ``[runner] kind = "dask"`` in ``configs/pipeline.toml``
 or the environment says so: ``EVCAST_DASK_ADDRESS`` (scheduler of an existing cluster, e.g.
-``tcp://10.0.0.5:8786``) or ``EVCAST_DASK_WORKERS`` (a temporary ``LocalCluster`` of that many
-worker processes).
+``tcp://dask-scheduler.example:8786``) or ``EVCAST_DASK_WORKERS`` (a temporary ``LocalCluster``
+of that many worker processes).
 """
 
 from __future__ import annotations

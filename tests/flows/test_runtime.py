@@ -21,7 +21,11 @@ def test_default_runner_is_threads_and_needs_no_cluster() -> None:
     [
         pytest.param({}, "thread", None, 2, id="nothing-set"),
         pytest.param(
-            {ADDRESS_ENV: "tcp://10.0.0.5:8786"}, "dask", "tcp://10.0.0.5:8786", 2, id="address"
+            {ADDRESS_ENV: "tcp://dask-scheduler.example:8786"},
+            "dask",
+            "tcp://dask-scheduler.example:8786",
+            2,
+            id="address",
         ),
         pytest.param({WORKERS_ENV: "3"}, "dask", None, 3, id="local-cluster"),
     ],
@@ -34,10 +38,12 @@ def test_environment_selects_runner(
 
 
 def test_dask_runner_for_an_existing_cluster_or_a_local_one() -> None:
-    remote = build_task_runner(RunnerOptions(kind="dask", address="tcp://10.0.0.5:8786"))
+    remote = build_task_runner(
+        RunnerOptions(kind="dask", address="tcp://dask-scheduler.example:8786")
+    )
     local = build_task_runner(RunnerOptions(kind="dask", n_workers=2))
     assert isinstance(remote, DaskTaskRunner)
-    assert remote.address == "tcp://10.0.0.5:8786"
+    assert remote.address == "tcp://dask-scheduler.example:8786"
     assert isinstance(local, DaskTaskRunner)
     assert local.cluster_kwargs["n_workers"] == 2
 
