@@ -62,6 +62,7 @@ def nightly_training(
     tasks.with_io_retries(tasks.connect_mlflow, config.retries)(settings)
     trained = tasks.with_io_retries(tasks.train_site, config.retries).map(
         chosen,
+        pool=unmapped(chosen),
         sessions=unmapped(sessions),
         issued_at=unmapped(issued_at),
         config=unmapped(config),

@@ -156,8 +156,12 @@ def train_demand(
     issued_at: datetime,
     config: PipelineConfig,
     settings: Settings,
+    pool: Sequence[SiteConfig] = (),
 ) -> dict[str, object]:
     """Train, evaluate, register and maybe promote a site's demand model; return the facts.
+
+    ``sessions`` are every site's known sessions and ``pool`` the sites a pooled (global)
+    model may learn from when this site has too little history of its own.
 
     Skipped when an aliased version was already trained for this night on the same sessions
     (a rerun changes nothing). A site whose data cannot train a model (e.g. too little
@@ -179,9 +183,9 @@ def train_demand(
     )
     try:
         summary = train_site(
-            known,
+            sessions,
             site=site,
-            forecaster_factory=lambda _site: DemandForecaster(demand),
+            forecaster_factory=lambda _site: DemandForecaster(demand, pool_sites=pool),
             tracking=tracking,
             issued_at=issued_at,
             options=options,

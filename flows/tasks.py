@@ -9,6 +9,7 @@ upserts by key, the forecast store keys runs on a content hash).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Final, TypeVar
@@ -159,10 +160,11 @@ def train_site(
     issued_at: datetime,
     config: PipelineConfig,
     settings: Settings,
+    pool: Sequence[SiteConfig] = (),
 ) -> dict[str, object]:
     """Train a challenger, evaluate it against the champion, register it, maybe promote it."""
     return steps.train_demand(
-        sessions, site=site, issued_at=issued_at, config=config, settings=settings
+        sessions, site=site, issued_at=issued_at, config=config, settings=settings, pool=pool
     )
 
 

@@ -203,7 +203,7 @@ def evaluate_forecasters(
         A label (e.g. ``"challenger"``, ``"champion"``) to a function building an unfitted
         forecaster for the site.
     sessions
-        The site's sessions (``SESSIONS_SCHEMA``) known when the evaluation runs; at each
+        Sessions of every site (``SESSIONS_SCHEMA``) known when the evaluation runs; at each
         issue time the backtest gives a forecaster only those that ended before it.
     spec
         Issue days, horizon, resolution and refit cadence, e.g. from

@@ -210,7 +210,9 @@ def train_site(
     Parameters
     ----------
     sessions
-        Sessions (``SESSIONS_SCHEMA``); only the site's, ended before ``issued_at``, are used.
+        Sessions (``SESSIONS_SCHEMA``) of every site; only those that ended before
+        ``issued_at`` are used. The forecaster sees all sites' (a pooled model learns from the
+        others); the data window and fingerprint logged are the site's own.
     site
         The site to train.
     forecaster_factory
@@ -224,21 +226,22 @@ def train_site(
     """
     options = options or TrainingOptions()
     known = select_known_sessions(sessions, site=site, issued_at=issued_at)
+    known_all = sessions.filter(pl.col("plug_out_at") < issued_at)
     name = build_model_name(site.site_id, target=options.target)
     champion, problem = _load_champion(tracking, name)
     spec = _spec(issued_at, site=site, options=options)
     challenger = evaluate_forecasters(
-        {CHALLENGER: forecaster_factory}, known, site=site, spec=spec
+        {CHALLENGER: forecaster_factory}, known_all, site=site, spec=spec
     )[CHALLENGER]
     champion_scores = None
     if champion is not None:
-        champion_scores, problem = _evaluate_champion(champion, known, site=site, spec=spec)
+        champion_scores, problem = _evaluate_champion(champion, known_all, site=site, spec=spec)
     decision = decide_promotion(
         challenger.pinball,
         None if champion_scores is None else champion_scores.pinball,
         margin=options.margin,
     )
-    fitted = forecaster_factory(site).fit(known, site=site, issued_at=issued_at)
+    fitted = forecaster_factory(site).fit(known_all, site=site, issued_at=issued_at)
     summary = TrainingSummary(
         site_id=site.site_id,
         model_name=name,

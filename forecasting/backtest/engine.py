@@ -50,7 +50,11 @@ class BacktestResult:
 
 
 class _KnownSessions:
-    """Sessions of one site, sliced by what was known at an instant (``plug_out_at < t``)."""
+    """Sessions of every site, sliced by what was known at an instant (``plug_out_at < t``).
+
+    Forecasters get all sites' known sessions, so a pooled (cross-site) model can learn from
+    the others; each forecaster selects its own site's rows.
+    """
 
     def __init__(self, sessions: pl.DataFrame) -> None:
         self._frame = sessions.drop_nulls("plug_out_at").sort("plug_out_at")
@@ -348,12 +352,13 @@ def run_backtest(
         Forecasts [kWh per interval] that passed :func:`check_forecasts`, and the actuals.
     """
     frame = sessions.collect() if isinstance(sessions, pl.LazyFrame) else sessions
+    known = _KnownSessions(frame)
     grids, forecasts = [], []
     for site in sites:
         grid = build_grid(site=site, spec=spec)
         inputs = _SiteInputs(
             site=site,
-            known=_KnownSessions(frame.filter(pl.col("site_id") == site.site_id)),
+            known=known,
             weather=None if weather is None else weather.filter(pl.col("site_id") == site.site_id),
             observations_stand_in=observations_stand_in,
             resolution=spec.resolution,
