@@ -10,7 +10,7 @@ import re
 import tomllib
 import zoneinfo
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -20,6 +20,8 @@ SITE_ID_PATTERN: Final = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 """Allow-list for site ids: lowercase letters, digits and inner dashes, at most 64 characters."""
 
 _NON_ALNUM: Final = re.compile(r"[^a-z0-9]+")
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def slugify(name: str) -> str:
@@ -31,11 +33,23 @@ def slugify(name: str) -> str:
     return _NON_ALNUM.sub("-", name.lower()).strip("-")
 
 
-class _Frozen(BaseModel):
+class FrozenModel(BaseModel):
+    """Base of every config model: immutable, and an unknown key is an error."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class ChargerGroup(_Frozen):
+def check_timezone(value: str) -> str:
+    """Return ``value`` if it is a known IANA time zone; raise ``ValueError`` (for pydantic)."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        msg = f"unknown time zone {value!r}; use an IANA name such as 'Europe/London'"
+        raise ValueError(msg) from exc
+    return value
+
+
+class ChargerGroup(FrozenModel):
     """A group of identical chargers at a site."""
 
     model: str = Field(description="Charger model as named in the session source.")
@@ -51,7 +65,7 @@ class ChargerGroup(_Frozen):
     ] = None
 
 
-class PVSystem(_Frozen):
+class PVSystem(FrozenModel):
     """A fixed-tilt PV system, described as PVWatts needs it."""
 
     capacity_kw: Annotated[float, Field(gt=0, description="DC nameplate capacity [kW].")]
@@ -73,7 +87,7 @@ class PVSystem(_Frozen):
     )
 
 
-class SiteConfig(_Frozen):
+class SiteConfig(FrozenModel):
     """One charging site."""
 
     site_id: str = Field(pattern=SITE_ID_PATTERN, description="Stable id, see SITE_ID_PATTERN.")
@@ -96,12 +110,7 @@ class SiteConfig(_Frozen):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            msg = f"unknown time zone {value!r}; use an IANA name such as 'Europe/London'"
-            raise ValueError(msg) from exc
-        return value
+        return check_timezone(value)
 
     @property
     def connectors(self) -> int:
@@ -116,7 +125,7 @@ class SiteConfig(_Frozen):
         return sum(g.power_kw * (g.simultaneous or g.connectors) for g in self.chargers)
 
 
-class SitesConfig(_Frozen):
+class SitesConfig(FrozenModel):
     """All configured sites, and what to do with sites found only in data."""
 
     strict: bool = Field(
@@ -147,11 +156,23 @@ def load_toml(path: Path) -> dict[str, object]:
         raise ConfigError(msg) from exc
 
 
-def load_sites(path: Path) -> SitesConfig:
-    """Load and validate ``sites.toml``."""
+def load_config(path: Path, model: type[ModelT]) -> ModelT:
+    """Read the TOML file at ``path`` and validate it as ``model``.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, is not TOML, or does not fit ``model``; the message names the file
+        and, for a misfit, every bad field.
+    """
     raw = load_toml(path)
     try:
-        return SitesConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         msg = f"config file {str(path)!r} is invalid:\n{exc}"
         raise ConfigError(msg) from exc
+
+
+def load_sites(path: Path) -> SitesConfig:
+    """Load and validate ``sites.toml``."""
+    return load_config(path, SitesConfig)

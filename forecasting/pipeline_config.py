@@ -11,15 +11,13 @@ environment, with ``EVCAST_DASK_ADDRESS`` and ``EVCAST_DASK_WORKERS``.
 from __future__ import annotations
 
 import re
-import zoneinfo
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from forecasting.config import SITE_ID_PATTERN, load_toml
-from forecasting.errors import ConfigError
+from forecasting.config import SITE_ID_PATTERN, FrozenModel, check_timezone, load_config
 from forecasting.settings import REPO_ROOT
 
 SourceKind = Literal["sessions", "weather", "pv"]
@@ -28,11 +26,7 @@ RunnerKind = Literal["thread", "dask"]
 _CRON_FIELD: Final = re.compile(r"^[0-9*/,\-]+$")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Source(_Frozen):
+class Source(FrozenModel):
     """One input file (or folder of files) the flows ingest."""
 
     path: Path = Field(description="File or folder, relative to the repository root.")
@@ -65,7 +59,7 @@ class Source(_Frozen):
         return [full]
 
 
-class ForecastOptions(_Frozen):
+class ForecastOptions(FrozenModel):
     """Resolution, horizon and site selection of published forecasts."""
 
     resolution_minutes: Annotated[
@@ -95,7 +89,7 @@ class ForecastOptions(_Frozen):
         return timedelta(hours=self.horizon_hours)
 
 
-class TrainingOptions(_Frozen):
+class TrainingOptions(FrozenModel):
     """Champion/challenger training of the nightly flow."""
 
     demand_config: Path = Field(
@@ -107,7 +101,7 @@ class TrainingOptions(_Frozen):
     ] = 7
 
 
-class RunnerOptions(_Frozen):
+class RunnerOptions(FrozenModel):
     """Where per-site tasks run: threads in the flow's process, or a Dask cluster."""
 
     kind: RunnerKind = "thread"
@@ -121,7 +115,7 @@ class RunnerOptions(_Frozen):
     ] = 2
 
 
-class ScheduleOptions(_Frozen):
+class ScheduleOptions(FrozenModel):
     """Cron schedules of the served deployments, in an explicit IANA time zone."""
 
     timezone: str = "Europe/London"
@@ -132,12 +126,7 @@ class ScheduleOptions(_Frozen):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            msg = f"unknown time zone {value!r}; use an IANA name such as 'Europe/London'"
-            raise ValueError(msg) from exc
-        return value
+        return check_timezone(value)
 
     @field_validator("nightly_cron", "intraday_cron")
     @classmethod
@@ -149,7 +138,7 @@ class ScheduleOptions(_Frozen):
         return value
 
 
-class RetryOptions(_Frozen):
+class RetryOptions(FrozenModel):
     """Retries of I/O tasks (files, lake, MLflow, forecast store); core tasks never retry."""
 
     io_retries: Annotated[int, Field(ge=0, le=10, description="Retries after a failure [-].")] = 3
@@ -161,7 +150,7 @@ class RetryOptions(_Frozen):
     ] = 0.2
 
 
-class PipelineConfig(_Frozen):
+class PipelineConfig(FrozenModel):
     """Everything the flows need besides runtime settings."""
 
     sources: tuple[Source, ...] = ()
@@ -172,7 +161,7 @@ class PipelineConfig(_Frozen):
     schedules: ScheduleOptions = ScheduleOptions()
 
 
-class RunParameters(_Frozen):
+class RunParameters(FrozenModel):
     """Parameters of one flow run, validated before any work starts."""
 
     night: date = Field(description="The night processed; forecasts are issued at its 00:00 UTC.")
@@ -190,9 +179,4 @@ class RunParameters(_Frozen):
 
 def load_pipeline_config(path: Path) -> PipelineConfig:
     """Load and validate ``pipeline.toml``; raise :class:`ConfigError` naming the file."""
-    raw = load_toml(path)
-    try:
-        return PipelineConfig.model_validate(raw)
-    except ValidationError as exc:
-        msg = f"config file {str(path)!r} is invalid:\n{exc}"
-        raise ConfigError(msg) from exc
+    return load_config(path, PipelineConfig)

@@ -12,20 +12,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from forecasting.config import load_toml
-from forecasting.errors import ConfigError
+from forecasting.config import FrozenModel, load_config
 
 QUANTILES: Final[tuple[float, float, float]] = (0.1, 0.5, 0.9)
 """Quantile levels of the forecast columns ``p10``, ``p50``, ``p90`` [-]."""
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class LightGBMParams(_Frozen):
+class LightGBMParams(FrozenModel):
     """Hyperparameters shared by the three quantile models of a site."""
 
     num_boost_round: Annotated[int, Field(ge=10, le=5000, description="Trees per model [-].")] = 60
@@ -43,7 +38,7 @@ class LightGBMParams(_Frozen):
     ] = 1
 
 
-class SearchSettings(_Frozen):
+class SearchSettings(FrozenModel):
     """Budget of the Optuna hyperparameter search (models/demand_search.py)."""
 
     n_trials: Annotated[int, Field(ge=1, le=10_000, description="Trials at most [-].")] = 30
@@ -55,7 +50,7 @@ class SearchSettings(_Frozen):
     ] = 28
 
 
-class DemandConfig(_Frozen):
+class DemandConfig(FrozenModel):
     """What the demand model trains on and how."""
 
     resolution_minutes: Annotated[
@@ -125,12 +120,7 @@ class DemandConfig(_Frozen):
 
 def load_demand_config(path: Path) -> DemandConfig:
     """Load and validate ``configs/demand.toml``, raising :class:`ConfigError` naming the file."""
-    raw = load_toml(path)
-    try:
-        return DemandConfig.model_validate(raw)
-    except ValidationError as exc:
-        msg = f"config file {str(path)!r} is invalid:\n{exc}"
-        raise ConfigError(msg) from exc
+    return load_config(path, DemandConfig)
 
 
 def lightgbm_params(params: LightGBMParams, *, alpha: float) -> dict[str, object]:

@@ -3,7 +3,8 @@
 * :func:`models.solar_physics.build_pv_physics` gives the physics output [kW] from weather.
 * :class:`SolarForecaster` learns, where measured PV history exists, the quantiles of the
   residual ``measured - physics`` with LightGBM and adds them back to the physics output:
-  P10/P50/P90 [kW], non-crossing, within ``[0, AC rating]``, zero while the sun is down.
+  P10/P50/P90 [kW], split-conformal calibrated on the most recent days of the training data,
+  non-crossing, within ``[0, AC rating]``, zero while the sun is down.
 * :func:`build_clearsky_index_persistence` is the baseline: the clear-sky index
   ``k = measured / clear-sky physics`` of the same time one ``lag`` earlier (or of the last
   daylight interval before that), times the clear-sky physics output now.
@@ -23,6 +24,7 @@ import polars as pl
 
 from forecasting.config import SiteConfig
 from forecasting.errors import NotFittedError, SchemaError
+from models.demand_core import compute_conformal_shifts, finalize_quantiles
 from models.solar_physics import DEFAULT_RESOLUTION, ac_capacity_kw, build_pv_physics
 
 QUANTILES: Final = (0.1, 0.5, 0.9)
@@ -31,7 +33,7 @@ FEATURES: Final = (
     "pv_clear_kw",
     "clear_sky_index",
     "ghi",
-    "ghi_clear",
+    "clearsky_ghi",
     "solar_zenith",
     "temp_air",
     "hour_angle",
@@ -40,7 +42,8 @@ FEATURES: Final = (
 DAYLIGHT_ZENITH: Final = 90.0
 """Intervals whose midpoint has the sun above the horizon (zenith below this [deg])."""
 MIN_CLEAR_SHARE: Final = 0.05
-"""A clear-sky index is taken only where clear-sky output exceeds this share of AC rating."""
+"""A clear-sky index is taken only where clear-sky output exceeds this share of AC rating [-];
+it is also the floor of the conformal score unit (:func:`_scale`)."""
 
 
 def add_solar_features(
@@ -82,11 +85,11 @@ def add_solar_features(
         "interval_start",
         pv_phys_kw="pv_ac_kw",
         pv_clear_kw="pv_clear_kw",
-        clear_sky_index=pl.when(pl.col("ghi_clear") > 20).then(
-            (pl.col("ghi") / pl.col("ghi_clear")).clip(0.0, 2.0)
+        clear_sky_index=pl.when(pl.col("clearsky_ghi") > 20).then(
+            (pl.col("ghi") / pl.col("clearsky_ghi")).clip(0.0, 2.0)
         ),
         ghi="ghi",
-        ghi_clear="ghi_clear",
+        clearsky_ghi="clearsky_ghi",
         solar_zenith="solar_zenith",
         temp_air="temp_air",
         hour_angle=(solar_hour + 12) % 24 - 12,
@@ -98,9 +101,20 @@ def _matrix(frame: pl.DataFrame) -> np.ndarray:
     return frame.select(pl.col(FEATURES).cast(pl.Float64)).to_numpy()
 
 
+def _scale(features: pl.DataFrame, *, ac_kw: float) -> np.ndarray:
+    """Return the unit of the conformal scores [kW]: clear-sky output, >= MIN_CLEAR_SHARE x AC."""
+    return np.maximum(features["pv_clear_kw"].to_numpy(), MIN_CLEAR_SHARE * ac_kw)
+
+
 @dataclass
 class SolarForecaster:
     """LightGBM quantile correction of PVWatts physics, learned from measured PV [kW].
+
+    P50 learns from all daylight intervals with measured power. P10 and P90 learn from those
+    before a held-out window of the last ``calibration_days`` and are calibrated on it (split
+    conformal, :func:`models.demand_core.compute_conformal_shifts`, as the demand model). The
+    scores are in units of each interval's clear-sky output (:func:`_scale`), so the band
+    widens with the sun: one shift serves noon and dawn, summer and autumn.
 
     Parameters
     ----------
@@ -109,6 +123,11 @@ class SolarForecaster:
     seed
         Seed of every random choice; with ``num_threads=1``, ``deterministic=True`` and
         ``force_row_wise=True`` two fits on the same data predict identically.
+    calibration_days
+        Length of the calibration window [d] at the end of the training data; 0, or a window
+        that leaves no rows on either side, fits all three models on all rows, uncalibrated.
+    coverage
+        Share of calibration actuals ``[P10, P90]`` is calibrated to cover [-].
     """
 
     n_estimators: int = 300
@@ -116,6 +135,8 @@ class SolarForecaster:
     num_leaves: int = 15
     min_child_samples: int = 40
     seed: int = 0
+    calibration_days: float = 7.0
+    coverage: float = 0.8
     name: str = "solar"
 
     def _model(self, alpha: float) -> lgb.LGBMRegressor:
@@ -133,6 +154,12 @@ class SolarForecaster:
             verbose=-1,
         )
 
+    def _raw(self, features: pl.DataFrame) -> np.ndarray:
+        """Physics plus residual quantiles, shape ``(rows, 3)`` [kW], before calibration."""
+        x = _matrix(features)
+        base = features["pv_phys_kw"].to_numpy()
+        return np.column_stack([base + self.models_[q].predict(x) for q in QUANTILES])
+
     def fit(
         self,
         weather: pl.DataFrame,
@@ -141,7 +168,7 @@ class SolarForecaster:
         site: SiteConfig,
         resolution: timedelta = DEFAULT_RESOLUTION,
     ) -> Self:
-        """Learn the residual quantiles on daylight intervals with measured power.
+        """Learn the residual quantiles on daylight intervals with measured power, calibrated.
 
         Parameters
         ----------
@@ -162,13 +189,36 @@ class SolarForecaster:
         features = add_solar_features(
             weather, site=site, interval_starts=measured["interval_start"], resolution=resolution
         ).join(measured, on="interval_start")
-        train = features.filter(pl.col("solar_zenith") < DAYLIGHT_ZENITH)
-        x = _matrix(train)
-        residual = (train["pv_ac_kw"] - train["pv_phys_kw"]).to_numpy()
-        self.models_ = {q: self._model(q).fit(x, residual) for q in QUANTILES}
+        train = features.filter(pl.col("solar_zenith") < DAYLIGHT_ZENITH).sort("interval_start")
         self.ac_capacity_kw_ = ac_capacity_kw(site.pv) if site.pv else float("inf")
         self.n_train_ = train.height
+        self._fit_calibrated(train)
         return self
+
+    def _fit_calibrated(self, train: pl.DataFrame) -> None:
+        """Fit the three models and the conformal shifts [-] (in clear-sky units)."""
+        x = _matrix(train)
+        residual = (train["pv_ac_kw"] - train["pv_phys_kw"]).to_numpy()
+        start = train["interval_start"].max() - timedelta(days=self.calibration_days)
+        held = (train["interval_start"] >= start).to_numpy() if self.calibration_days else None
+        self.lower_shift_, self.upper_shift_, self.n_calibration_ = 0.0, 0.0, 0
+        if held is None or held.all() or not held.any():
+            self.models_ = {q: self._model(q).fit(x, residual) for q in QUANTILES}
+            return
+        early = ~held
+        self.models_ = {
+            QUANTILES[0]: self._model(QUANTILES[0]).fit(x[early], residual[early]),
+            QUANTILES[1]: self._model(QUANTILES[1]).fit(x, residual),
+            QUANTILES[2]: self._model(QUANTILES[2]).fit(x[early], residual[early]),
+        }
+        window = train.filter(pl.Series(held))
+        scale = _scale(window, ac_kw=self.ac_capacity_kw_)
+        self.lower_shift_, self.upper_shift_ = compute_conformal_shifts(
+            self._raw(window) / scale[:, None],
+            window["pv_ac_kw"].to_numpy() / scale,
+            coverage=self.coverage,
+        )
+        self.n_calibration_ = window.height
 
     def predict(
         self,
@@ -178,7 +228,7 @@ class SolarForecaster:
         interval_starts: pl.Series,
         resolution: timedelta = DEFAULT_RESOLUTION,
     ) -> pl.DataFrame:
-        """Quantile forecasts of AC power for the requested intervals.
+        """Calibrated quantile forecasts of AC power for the requested intervals.
 
         Returns
         -------
@@ -193,10 +243,14 @@ class SolarForecaster:
         features = add_solar_features(
             weather, site=site, interval_starts=interval_starts, resolution=resolution
         )
-        x = _matrix(features)
-        base = features["pv_phys_kw"].to_numpy()
-        raw = np.column_stack([base + self.models_[q].predict(x) for q in QUANTILES])
-        ordered = np.clip(np.sort(raw, axis=1), 0.0, self.ac_capacity_kw_)
+        scale = _scale(features, ac_kw=self.ac_capacity_kw_)[:, None]
+        scaled = finalize_quantiles(
+            self._raw(features) / scale,
+            lower_shift=self.lower_shift_,
+            upper_shift=self.upper_shift_,
+            cap_kwh=None,
+        )
+        ordered = np.clip(scaled * scale, 0.0, self.ac_capacity_kw_)
         ordered[features["solar_zenith"].to_numpy() >= DAYLIGHT_ZENITH] = 0.0
         return features.select(
             "interval_start",

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from forecasting.io.tracking import Tracking
 
 # Before Prefect or MLflow is imported anywhere: no analytics, no network, quiet logs.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -33,3 +39,29 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store, created once per test session (creation costs seconds)."""
+    from mlflow import MlflowClient  # only the tests that use MLflow pay its import
+
+    path = tmp_path_factory.getbasetemp() / "evcast-mlflow-template.db"
+    if not path.exists():
+        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def tracking(
+    template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Tracking]:
+    """A fresh MLflow store in tmp_path; the working folder is tmp_path, to catch stray ./mlruns."""
+    from forecasting.io.tracking import connect_tracking
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mlflow").mkdir()
+    shutil.copy(template_db, tmp_path / "mlflow" / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    yield connect_tracking(uri, artifact_root=tmp_path / "mlflow" / "artifacts")
+    assert not (tmp_path / "mlruns").exists()

@@ -2,6 +2,10 @@
 
 Each module listed in ``_COMMAND_MODULES`` defines its commands on :data:`forecasting.cli.app.app`;
 importing it registers them. Commands call the same core functions as the Prefect flows.
+
+Command modules import only light modules at their top; heavy libraries (MLflow, Prefect,
+LightGBM, pvlib, FastAPI, uvicorn, httpx) are imported inside the commands that need them, so
+``evcast --help`` and ``evcast info`` start fast (``tests/forecasting/cli/test_main.py`` checks).
 """
 
 from __future__ import annotations
@@ -34,8 +38,18 @@ def main() -> None:
     try:
         app()
     except ForecastingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {describe_error(exc)}", file=sys.stderr)
         raise SystemExit(2) from exc
 
 
-__all__ = ["app", "main"]
+def describe_error(exc: ForecastingError) -> str:
+    """Return the message of ``exc`` as written.
+
+    ``str()`` of an error that is also a :class:`KeyError` (such as ``UnknownSiteError``) wraps
+    the message in quotes, so the first argument is used when it is a string.
+    """
+    message = exc.args[0] if exc.args else None
+    return message if isinstance(message, str) else str(exc)
+
+
+__all__ = ["app", "describe_error", "main"]

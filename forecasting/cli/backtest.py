@@ -16,28 +16,23 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from forecasting.backtest.engine import BacktestResult, run_backtest
-from forecasting.backtest.grid import BacktestSpec
-from forecasting.backtest.metrics import BacktestMetrics, compute_backtest_metrics
-from forecasting.backtest.models import MODEL_NAMES, build_factories, check_model_names
-from forecasting.backtest.outputs import write_backtest_outputs
-from forecasting.backtest.pv import PV_MODEL_NAMES, measured_site, run_pv_backtest
-from forecasting.backtest.report import build_report_html
 from forecasting.cli.app import app
 from forecasting.config import SiteConfig
 from forecasting.errors import ConfigError, UnknownSiteError
-from forecasting.io.catalog import load_site_catalog
-from forecasting.io.lake import list_sites, read_table
-from forecasting.schemas import PV_SCHEMA, SESSIONS_SCHEMA, WEATHER_SCHEMA
 from forecasting.settings import Settings
-from models.demand_config import DemandConfig, load_demand_config
+
+if TYPE_CHECKING:
+    from forecasting.backtest.engine import BacktestResult
+    from forecasting.backtest.grid import BacktestSpec
+    from forecasting.backtest.metrics import BacktestMetrics
+    from models.demand_config import DemandConfig
 
 EXPERIMENT: Final = "evcast-backtest"
 TARGETS: Final = ("demand", "pv")
@@ -81,6 +76,8 @@ def select_sites(
 
 
 def _demand_config(settings: Settings, models: Sequence[str]) -> DemandConfig | None:
+    from models.demand_config import load_demand_config  # noqa: PLC0415 -- lazy CLI import
+
     path = settings.config_dir / "demand.toml"
     if "demand" not in models or not path.exists():
         return None
@@ -150,6 +147,12 @@ def _no_sites(settings: Settings, table: str, hint: str) -> ConfigError:
 def _run_demand(
     settings: Settings, *, spec: BacktestSpec, models: list[str], wanted: list[str], bar: Progress
 ) -> tuple[BacktestResult, list[SiteConfig]]:
+    from forecasting.backtest.engine import run_backtest  # noqa: PLC0415 -- lazy CLI import
+    from forecasting.backtest.models import build_factories  # noqa: PLC0415
+    from forecasting.io.catalog import load_site_catalog  # noqa: PLC0415
+    from forecasting.io.lake import list_sites, read_table  # noqa: PLC0415
+    from forecasting.schemas import SESSIONS_SCHEMA  # noqa: PLC0415
+
     sites = select_sites(
         load_site_catalog(settings),
         with_sessions=list_sites(settings.lake_dir, "sessions"),
@@ -182,6 +185,11 @@ def _run_demand(
 def _run_pv(
     settings: Settings, *, spec: BacktestSpec, models: list[str], wanted: list[str], bar: Progress
 ) -> tuple[BacktestResult, list[SiteConfig]]:
+    from forecasting.backtest.pv import measured_site, run_pv_backtest  # noqa: PLC0415 -- lazy
+    from forecasting.io.catalog import load_site_catalog  # noqa: PLC0415
+    from forecasting.io.lake import list_sites, read_table  # noqa: PLC0415
+    from forecasting.schemas import PV_SCHEMA, WEATHER_SCHEMA  # noqa: PLC0415
+
     with_pv = set(list_sites(settings.lake_dir, "pv"))
     catalog = [s for s in load_site_catalog(settings) if s.pv and measured_site(s) in with_pv]
     sites = select_sites(catalog, with_sessions=[s.site_id for s in catalog], wanted=wanted)
@@ -204,6 +212,8 @@ def _run(
     settings: Settings, *, spec: BacktestSpec, target: str, models: list[str], wanted: list[str]
 ) -> tuple[BacktestResult, BacktestMetrics, list[SiteConfig]]:
     """Run the backtest of ``target`` with a progress bar on stderr, then score it."""
+    from forecasting.backtest.metrics import compute_backtest_metrics  # noqa: PLC0415 -- lazy
+
     columns = (TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
         run = _run_pv if target == "pv" else _run_demand
@@ -218,6 +228,9 @@ def _run(
 
 
 def _model_names(target: str, models: str | None) -> list[str]:
+    from forecasting.backtest.models import MODEL_NAMES, check_model_names  # noqa: PLC0415
+    from forecasting.backtest.pv import PV_MODEL_NAMES  # noqa: PLC0415 -- lazy CLI imports
+
     if target not in TARGETS:
         msg = f"--target {target!r} is not one of {list(TARGETS)!r}"
         raise ConfigError(msg)
@@ -258,6 +271,8 @@ def backtest(
     PV system and measured PV; use the PV data's resolution, e.g. --resolution 15m): solar,
     clearsky_persistence.
     """
+    from forecasting.backtest.grid import BacktestSpec  # noqa: PLC0415 -- lazy CLI import
+
     settings = Settings()
     names = _model_names(target, models)
     spec = BacktestSpec(
@@ -299,6 +314,9 @@ def _finish(
     sites: list[SiteConfig],
 ) -> None:
     """Write the report and output files, log to MLflow, print the scores."""
+    from forecasting.backtest.outputs import write_backtest_outputs  # noqa: PLC0415 -- lazy
+    from forecasting.backtest.report import build_report_html  # noqa: PLC0415
+
     html = build_report_html(
         result.forecasts,
         result.actuals,

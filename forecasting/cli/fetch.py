@@ -15,21 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import httpx
 import typer
 
-from forecasting.api.config import ApiConfig
-from forecasting.api.signing import SIGNATURE_HEADER, verify_signature
 from forecasting.cli.app import app
 from forecasting.config import SITE_ID_PATTERN
 from forecasting.errors import ConfigError, StoreError
-from forecasting.io.forecast_store import open_store, read_latest_run
-from forecasting.publication.baseline import resolve_served
-from forecasting.publication.documents import (
-    build_document_csv,
-    build_forecast_document,
-    encode_document,
-)
 from forecasting.settings import Settings
 
 _TIMEOUT_S = 10.0
@@ -49,6 +39,14 @@ def read_local_document(
     settings: Settings, *, site_id: str, target: str, start: str | None, end: str | None
 ) -> bytes:
     """Build the document of the site's latest run from the store, as the API would."""
+    from forecasting.api.config import ApiConfig  # noqa: PLC0415 -- lazy CLI imports
+    from forecasting.io.forecast_store import open_store, read_latest_run  # noqa: PLC0415
+    from forecasting.publication.baseline import resolve_served  # noqa: PLC0415
+    from forecasting.publication.documents import (  # noqa: PLC0415
+        build_forecast_document,
+        encode_document,
+    )
+
     stored = read_latest_run(open_store(settings.forecast_store_url), site_id)
     if stored is None:
         msg = f"no forecast has been published for site {site_id!r}; run the pipeline first"
@@ -80,6 +78,10 @@ def read_remote_document(
     ca_cert: Path | None = None,
 ) -> bytes:
     """GET the document from a server; verify its signature when a signing key is set."""
+    import httpx  # noqa: PLC0415 -- lazy CLI imports: `evcast --help` stays fast
+
+    from forecasting.api.signing import SIGNATURE_HEADER, verify_signature  # noqa: PLC0415
+
     endpoint = f"{url.rstrip('/')}/v1/sites/{site_id}/forecast"
     verify: ssl.SSLContext | bool = (
         ssl.create_default_context(cafile=str(ca_cert)) if ca_cert else True
@@ -152,5 +154,7 @@ def fetch(
     if fmt == "json":
         typer.echo(body.decode())
         return
+    from forecasting.publication.documents import build_document_csv  # noqa: PLC0415 -- lazy
+
     document: dict[str, Any] = json.loads(body)
     typer.echo(build_document_csv(document), nl=False)

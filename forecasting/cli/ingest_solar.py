@@ -5,16 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Final, cast
 
 import typer
 
 from forecasting.cli.app import ingest_app
 from forecasting.config import SiteConfig, load_sites
 from forecasting.errors import UnknownSiteError
-from forecasting.ingest.pv import PV_FORMATS, PvFormat, read_pv
-from forecasting.ingest.solar_sources import load_weather_column_map
-from forecasting.ingest.weather import WEATHER_FORMATS, SolarRead, WeatherFormat, read_weather
 from forecasting.io.lake import upsert_table
 from forecasting.io.quarantine import write_quarantine
 from forecasting.schemas import (
@@ -26,6 +23,18 @@ from forecasting.schemas import (
     WeatherKind,
 )
 from forecasting.settings import Settings
+
+if TYPE_CHECKING:
+    from forecasting.ingest.pv import PvFormat
+    from forecasting.ingest.weather import SolarRead, WeatherFormat
+
+WEATHER_FORMATS: Final = ("psm3", "psm4", "tmy3", "surfrad", "csv")
+"""``--format`` values of ``ingest weather``, as in :mod:`forecasting.ingest.weather`.
+
+Spelled out here (a test keeps them equal) so that ``--help`` does not import pvlib.
+"""
+PV_FORMATS: Final = ("pvdaq", "csv")
+"""``--format`` values of ``ingest pv``; equal to :data:`forecasting.ingest.pv.PV_FORMATS`."""
 
 
 def _site(settings: Settings, site_id: str) -> SiteConfig:
@@ -99,6 +108,9 @@ def ingest_weather(
             f"--format must be one of {WEATHER_FORMATS}, --kind of "
             f"{WEATHER_KINDS}; got {fmt!r}, {kind!r}"
         )
+    from forecasting.ingest.solar_sources import load_weather_column_map  # noqa: PLC0415 -- lazy
+    from forecasting.ingest.weather import read_weather  # noqa: PLC0415
+
     settings = Settings()
     site = _site(settings, site_id)
     mapping = load_weather_column_map(column_map) if column_map else None
@@ -108,7 +120,7 @@ def ingest_weather(
         result = read_weather(
             path,
             site=site,
-            fmt=cast(WeatherFormat, fmt),
+            fmt=cast("WeatherFormat", fmt),
             kind=cast(WeatherKind, kind),
             column_map=mapping,
             convert_kw=convert_kw,
@@ -130,7 +142,9 @@ def ingest_pv(
     """Validate a measured PV power file and upsert it into the lake's pv table [kW]."""
     if fmt not in PV_FORMATS:
         raise typer.BadParameter(f"--format must be one of {PV_FORMATS}; got {fmt!r}")
+    from forecasting.ingest.pv import read_pv  # noqa: PLC0415 -- lazy CLI import
+
     settings = Settings()
     site = _site(settings, site_id)
-    result = read_pv(path, site=site, fmt=cast(PvFormat, fmt), ingested_at=datetime.now(UTC))
+    result = read_pv(path, site=site, fmt=cast("PvFormat", fmt), ingested_at=datetime.now(UTC))
     _echo([{**result.report(), "lake": _store(settings, result, table="pv")}], as_json=as_json)

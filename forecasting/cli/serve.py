@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from forecasting.api import create_app
 from forecasting.cli.app import app
 from forecasting.errors import ConfigError
-from forecasting.io.catalog import load_site_catalog
-from forecasting.io.forecast_store import open_store
 from forecasting.settings import Settings
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def build_server_config(
@@ -32,6 +31,12 @@ def build_server_config(
         if path is not None and not path.is_file():
             msg = f"TLS file {str(path)!r} does not exist; check the path"
             raise ConfigError(msg)
+    import uvicorn  # noqa: PLC0415 -- lazy CLI imports: `evcast --help` stays fast
+
+    from forecasting.api import create_app  # noqa: PLC0415
+    from forecasting.io.catalog import load_site_catalog  # noqa: PLC0415
+    from forecasting.io.forecast_store import open_store  # noqa: PLC0415
+
     api = create_app(settings, open_store(settings.forecast_store_url), load_site_catalog(settings))
     return uvicorn.Config(
         api,
@@ -57,4 +62,6 @@ def serve(
     if settings.signing_key is None:
         typer.echo("warning: EVCAST_SIGNING_KEY is not set; responses are not signed", err=True)
     config = build_server_config(settings, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key)
+    import uvicorn  # noqa: PLC0415 -- lazy CLI import
+
     uvicorn.Server(config).run()

@@ -8,11 +8,8 @@ from typing import Annotated
 
 import typer
 
-from forecasting.api.auth import issue_token
 from forecasting.cli.app import app
 from forecasting.errors import ConfigError
-from forecasting.io.forecast_store import open_store
-from forecasting.publication.documents import format_time
 from forecasting.settings import Settings
 
 tokens_app = typer.Typer(help="Create API tokens for load balancers.", no_args_is_help=True)
@@ -46,6 +43,10 @@ def create(
     ] = None,
 ) -> None:
     """Create a token; it is shown once, alone on the last line. Only its hash is stored."""
+    from forecasting.api.auth import issue_token  # noqa: PLC0415 -- lazy CLI imports
+    from forecasting.io.forecast_store import open_store  # noqa: PLC0415
+    from forecasting.publication.documents import format_time  # noqa: PLC0415
+
     now = datetime.now(UTC)
     expires_at = parse_expiry(expires, now=now) if expires else None
     engine = open_store(Settings().forecast_store_url)

@@ -8,33 +8,37 @@ same code path as the nightly flow) per site, and prints what was decided. The M
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 from zoneinfo import ZoneInfo
 
 import polars as pl
 import typer
 
-from forecasting.backtest.engine import ForecasterFactory
-from forecasting.backtest.models import MODEL_NAMES, build_factories
 from forecasting.cli.app import app
 from forecasting.cli.backtest import parse_duration, select_sites
 from forecasting.config import SiteConfig
 from forecasting.errors import ConfigError, ForecastingError
-from forecasting.io.catalog import load_site_catalog
-from forecasting.io.lake import list_sites, read_table
-from forecasting.io.tracking import Tracking, connect_tracking, list_models
-from forecasting.registry import MODEL_NAME_PREFIX
-from forecasting.schemas import SESSIONS_SCHEMA
 from forecasting.settings import Settings
-from forecasting.training import TrainingOptions, TrainingSummary, train_site
+
+if TYPE_CHECKING:
+    from forecasting.backtest.engine import ForecasterFactory
+    from forecasting.io.tracking import Tracking
+    from forecasting.training import TrainingSummary
+
+MODEL_CHOICES: Final = ("demand", "seasonal_naive", "persistence")
+"""The names ``--model`` accepts, spelled out so that ``--help`` needs no model import.
+
+Kept equal to :data:`forecasting.backtest.models.MODEL_NAMES` (a test checks it).
+"""
 
 
 def open_tracking(settings: Settings) -> Tracking:
     """Connect to the MLflow store of ``settings`` (artifacts under EVCAST_HOME/mlflow)."""
+    from forecasting.io.tracking import connect_tracking  # noqa: PLC0415 -- lazy CLI import
+
     return connect_tracking(settings.tracking_uri, artifact_root=settings.mlflow_dir / "artifacts")
 
 
@@ -67,12 +71,11 @@ def default_issued_at(sessions: pl.DataFrame, *, site: SiteConfig, now: datetime
 def _factory(
     model: str, *, settings: Settings, sites: Sequence[SiteConfig], resolution: timedelta
 ) -> ForecasterFactory:
+    from forecasting.backtest.models import build_factories  # noqa: PLC0415 -- lazy CLI import
+    from models.demand_config import load_demand_config  # noqa: PLC0415
+
     path = settings.config_dir / "demand.toml"
-    demand_config = (
-        importlib.import_module("models.demand_config").load_demand_config(path)
-        if model == "demand" and path.exists()
-        else None
-    )
+    demand_config = load_demand_config(path) if model == "demand" and path.exists() else None
     factories = build_factories(
         [model], sites=sites, resolution=resolution, demand_config=demand_config
     )
@@ -97,6 +100,10 @@ def _as_dict(summary: TrainingSummary) -> dict[str, object]:
 
 
 def _read_sites(settings: Settings, wanted: Sequence[str]) -> tuple[list[SiteConfig], pl.DataFrame]:
+    from forecasting.io.catalog import load_site_catalog  # noqa: PLC0415 -- lazy CLI import
+    from forecasting.io.lake import list_sites, read_table  # noqa: PLC0415
+    from forecasting.schemas import SESSIONS_SCHEMA  # noqa: PLC0415
+
     sites = select_sites(
         load_site_catalog(settings),
         with_sessions=list_sites(settings.lake_dir, "sessions"),
@@ -118,7 +125,7 @@ def _read_sites(settings: Settings, wanted: Sequence[str]) -> tuple[list[SiteCon
 def train(
     *,
     site: Annotated[list[str] | None, typer.Option(help="Site id; repeat. Default: all.")] = None,
-    model: Annotated[str, typer.Option(help=f"One of {', '.join(MODEL_NAMES)}.")] = "demand",
+    model: Annotated[str, typer.Option(help=f"One of {', '.join(MODEL_CHOICES)}.")] = "demand",
     issued_at: Annotated[
         str | None,
         typer.Option(
@@ -135,6 +142,8 @@ def train(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
 ) -> None:
     """Train a model per site, evaluate it against the champion, register it and promote it."""
+    from forecasting.training import TrainingOptions, train_site  # noqa: PLC0415 -- lazy import
+
     settings = Settings()
     options = TrainingOptions(
         margin=margin,
@@ -178,6 +187,9 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
 ) -> None:
     """List each site's champion and challenger with their evaluation scores."""
+    from forecasting.io.tracking import list_models  # noqa: PLC0415 -- lazy CLI imports
+    from forecasting.registry import MODEL_NAME_PREFIX  # noqa: PLC0415
+
     summaries = list_models(open_tracking(Settings()), prefix=MODEL_NAME_PREFIX)
     if as_json:
         typer.echo(json.dumps([dataclasses.asdict(s) for s in summaries]))

@@ -12,8 +12,8 @@ from typing import Final
 
 import polars as pl
 
+from features.solar_geometry import add_solar_geometry
 from forecasting.config import SiteConfig
-from models.solar_physics import add_clearsky, add_solar_geometry
 
 GAP_BEFORE: Final = "gap_before"
 """One or more intervals are missing right before this row (count in the ingest report)."""
@@ -96,22 +96,19 @@ def add_stale_flags(frame: pl.DataFrame, *, resolution: timedelta) -> pl.DataFra
 def add_sky_columns(
     frame: pl.DataFrame, *, site: SiteConfig, resolution: timedelta
 ) -> pl.DataFrame:
-    """Add ``ghi_clear`` [W/m^2] and ``solar_zenith`` [deg] at the site (interval midpoints)."""
-    geometry = add_clearsky(
-        add_solar_geometry(frame, site=site, resolution=resolution),
-        site=site,
-        resolution=resolution,
+    """Add ``clearsky_ghi`` [W/m^2] and ``solar_zenith`` [deg] at the site (interval midpoints)."""
+    return add_solar_geometry(
+        frame, site=site, resolution=resolution, columns=("solar_zenith", "clearsky_ghi")
     )
-    return geometry.drop("dni_clear", "dhi_clear", "solar_azimuth", "dni_extra")
 
 
 def add_sky_flags(frame: pl.DataFrame) -> pl.DataFrame:
     """Flag GHI above the clear-sky bound and irradiance while the sun is down.
 
-    ``frame`` needs ``ghi``, ``ghi_clear`` [W/m^2] and ``solar_zenith`` [deg]
+    ``frame`` needs ``ghi``, ``clearsky_ghi`` [W/m^2] and ``solar_zenith`` [deg]
     (see :func:`add_sky_columns`).
     """
-    bound = CLEARSKY_FACTOR * pl.col("ghi_clear") + CLEARSKY_MARGIN
+    bound = CLEARSKY_FACTOR * pl.col("clearsky_ghi") + CLEARSKY_MARGIN
     return frame.with_columns(
         (pl.col("ghi") > bound).fill_null(False).alias(GHI_ABOVE_CLEARSKY),
         ((pl.col("solar_zenith") > 90) & (pl.col("ghi") > NIGHT_GHI_MAX))

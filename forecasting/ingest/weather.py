@@ -15,6 +15,7 @@ from typing import Final, Literal
 
 import polars as pl
 
+from features.solar_geometry import add_decomposed_irradiance
 from forecasting.config import SiteConfig
 from forecasting.errors import InputFileError
 from forecasting.ingest import solar_flags as flags
@@ -27,7 +28,6 @@ from forecasting.ingest.files import (
 )
 from forecasting.ingest.summary import IngestSummary
 from forecasting.schemas import QUARANTINE_SCHEMA, WEATHER_SCHEMA, WeatherKind, conform
-from models.solar_physics import add_decomposed_irradiance, add_solar_geometry
 
 WeatherFormat = Literal["psm3", "psm4", "tmy3", "surfrad", "csv"]
 WEATHER_FORMATS: Final[tuple[str, ...]] = ("psm3", "psm4", "tmy3", "surfrad", "csv")
@@ -158,9 +158,7 @@ def add_weather_flags(
     frame = flags.add_stale_flags(frame, resolution=resolution)
     frame = flags.add_sky_flags(frame)
     if frame["dni"].null_count() or frame["dhi"].null_count():
-        frame = add_decomposed_irradiance(
-            add_solar_geometry(frame.drop("solar_zenith"), site=site, resolution=resolution)
-        ).rename({"decomposed": flags.DECOMPOSED})
+        frame = add_decomposed_irradiance(frame).rename({"decomposed": flags.DECOMPOSED})
     return flags.collect_flags(frame)
 
 

@@ -2,13 +2,11 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, time, timedelta
-from typing import Self
 
 import polars as pl
 import pytest
 
 from forecasting.backtest.grid import BacktestSpec
-from forecasting.config import SiteConfig
 from forecasting.errors import ConfigError
 from forecasting.registry import (
     build_evaluation_spec,
@@ -17,71 +15,9 @@ from forecasting.registry import (
     decide_promotion,
     evaluate_forecasters,
 )
-from forecasting.schemas import SESSIONS_SCHEMA, conform
 from models.baselines import SeasonalNaive
-
-SITE = SiteConfig(site_id="lab", name="Lab", latitude=56.4, longitude=-3.4, timezone="UTC")
-
-
-def weekly_sessions(
-    days: int, *, start: datetime = datetime(2024, 1, 1, tzinfo=UTC)
-) -> pl.DataFrame:
-    """Two one-hour sessions a day whose energy repeats every week [kWh]."""
-    rows = []
-    for day in range(days):
-        for hour, base in ((8, 10.0), (17, 4.0)):
-            plug_in = start + timedelta(days=day, hours=hour)
-            rows.append(
-                {
-                    "site_id": "lab",
-                    "station_id": "s1",
-                    "connector_id": "1",
-                    "session_id": f"{day}-{hour}",
-                    "plug_in_at": plug_in,
-                    "plug_out_at": plug_in + timedelta(hours=1),
-                    "energy_kwh": base + day % 7,
-                    "source": f"synthetic.csv:{len(rows) + 1}",
-                    "ingested_at": start,
-                }
-            )
-    return conform(pl.DataFrame(rows), SESSIONS_SCHEMA)
-
-
-class ConstantForecaster:
-    """Forecasts the mean interval energy of the training sessions times ``scale`` [kWh]."""
-
-    name = "constant"
-
-    def __init__(self, *, scale: float = 1.0) -> None:
-        self.scale = scale
-
-    def fit(
-        self,
-        sessions: pl.DataFrame,
-        *,
-        site: SiteConfig,
-        issued_at: datetime,
-        weather: pl.DataFrame | None = None,
-    ) -> Self:
-        hours = (issued_at - sessions["plug_in_at"].min()) / timedelta(hours=1)
-        self.level_ = float(sessions["energy_kwh"].sum()) / hours * self.scale
-        return self
-
-    def predict(
-        self,
-        sessions: pl.DataFrame,
-        *,
-        site: SiteConfig,
-        issued_at: datetime,
-        interval_starts: pl.Series,
-        weather: pl.DataFrame | None = None,
-    ) -> pl.DataFrame:
-        return pl.DataFrame({"interval_start": interval_starts}).with_columns(
-            p10=pl.lit(0.0),
-            p50=pl.lit(self.level_),
-            p90=pl.lit(2 * self.level_),
-            note=pl.lit(None, pl.String),
-        )
+from tests.support import LAB_SITE as SITE
+from tests.support import FlatForecaster, weekly_sessions
 
 
 @pytest.mark.parametrize(
@@ -164,8 +100,8 @@ def test_evaluate_forecasters_scores_all_on_the_same_intervals() -> None:
     scores = evaluate_forecasters(
         {
             "naive": lambda site: SeasonalNaive(),
-            "close": lambda site: ConstantForecaster(scale=1.0),
-            "far": lambda site: ConstantForecaster(scale=4.0),
+            "close": lambda site: FlatForecaster(scale=1.0),
+            "far": lambda site: FlatForecaster(scale=4.0),
         },
         sessions,
         site=SITE,

@@ -9,19 +9,16 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Self
 
 import polars as pl
 import pytest
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from forecasting.cli import app
-from forecasting.config import SiteConfig
 from forecasting.errors import SchemaError, StoreError
 from forecasting.io.lake import upsert_table
 from forecasting.io.tracking import CHALLENGER, CHAMPION, Tracking, connect_tracking, read_aliases
-from forecasting.schemas import SESSIONS_KEY, SESSIONS_SCHEMA, conform
+from forecasting.schemas import SESSIONS_KEY, SESSIONS_SCHEMA
 from forecasting.training import (
     TrainingOptions,
     read_feature_importance,
@@ -29,94 +26,14 @@ from forecasting.training import (
     train_site,
 )
 from models.baselines import SeasonalNaive
+from tests.support import LAB_SITE as SITE
+from tests.support import FlatForecaster, weekly_sessions
 
-SITE = SiteConfig(site_id="lab", name="Lab", latitude=56.4, longitude=-3.4, timezone="UTC")
 START = datetime(2024, 1, 1, tzinfo=UTC)
 ISSUED_AT = START + timedelta(days=42)
 NAME = "evcast-lab-demand"
 OPTIONS = TrainingOptions(evaluation_days=7, example_days=14)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def weekly_sessions(days: int) -> pl.DataFrame:
-    """Two one-hour sessions a day whose energy repeats every week [kWh]."""
-    rows = []
-    for day in range(days):
-        for hour, base in ((8, 10.0), (17, 4.0)):
-            plug_in = START + timedelta(days=day, hours=hour)
-            rows.append(
-                {
-                    "site_id": "lab",
-                    "station_id": "s1",
-                    "connector_id": "1",
-                    "session_id": f"{day}-{hour}",
-                    "plug_in_at": plug_in,
-                    "plug_out_at": plug_in + timedelta(hours=1),
-                    "energy_kwh": base + day % 7,
-                    "source": f"synthetic.csv:{len(rows) + 1}",
-                    "ingested_at": START,
-                }
-            )
-    return conform(pl.DataFrame(rows), SESSIONS_SCHEMA)
-
-
-class FlatForecaster:
-    """Forecasts the mean hourly energy of the last 28 days times ``scale`` [kWh]."""
-
-    name = "flat"
-
-    def __init__(self, *, scale: float = 1.0) -> None:
-        self.scale = scale
-
-    def fit(
-        self,
-        sessions: pl.DataFrame,
-        *,
-        site: SiteConfig,
-        issued_at: datetime,
-        weather: pl.DataFrame | None = None,
-    ) -> Self:
-        recent = sessions.filter(pl.col("plug_in_at") >= issued_at - timedelta(days=28))
-        self.level_ = float(recent["energy_kwh"].sum()) / (28 * 24) * self.scale
-        return self
-
-    def predict(
-        self,
-        sessions: pl.DataFrame,
-        *,
-        site: SiteConfig,
-        issued_at: datetime,
-        interval_starts: pl.Series,
-        weather: pl.DataFrame | None = None,
-    ) -> pl.DataFrame:
-        return pl.DataFrame({"interval_start": interval_starts}).with_columns(
-            p10=pl.lit(0.0),
-            p50=pl.lit(self.level_),
-            p90=pl.lit(3 * self.level_),
-            note=pl.lit(None, pl.String),
-        )
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store, created once per test session (creation costs seconds)."""
-    path = tmp_path_factory.getbasetemp() / "evcast-mlflow-template.db"
-    if not path.exists():
-        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def tracking(
-    template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Tracking]:
-    """A fresh store in tmp_path; the working folder is tmp_path, to catch stray ./mlruns."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "mlflow").mkdir()
-    shutil.copy(template_db, tmp_path / "mlflow" / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    yield connect_tracking(uri, artifact_root=tmp_path / "mlflow" / "artifacts")
-    assert not (tmp_path / "mlruns").exists()
 
 
 def _train(tracking: Tracking, factory: object, sessions: pl.DataFrame) -> object:

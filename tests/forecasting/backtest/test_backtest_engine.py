@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import Self
+from typing import Any, Self
 
 import polars as pl
 import pytest
@@ -16,6 +16,7 @@ from forecasting.errors import ForecastingError, SchemaError
 from forecasting.schemas import FORECAST_KEY, FORECAST_SCHEMA
 from models.baselines import SeasonalNaive
 from models.demand_config import DemandConfig, LightGBMParams
+from tests.support import FlatForecaster
 
 DATA_START = datetime(2019, 5, 1, tzinfo=UTC)
 SPEC = BacktestSpec(
@@ -33,39 +34,24 @@ SMALL_DEMAND = DemandConfig(
 )
 
 
-class RecordingForecaster:
-    """A small real forecaster: p50 = mean energy per hour of the known sessions; records calls."""
+class RecordingForecaster(FlatForecaster):
+    """The flat test forecaster that records each call and the last session end it saw."""
 
     name = "recording"
 
     def __init__(self, log: list[tuple[str, datetime, datetime | None]]) -> None:
+        super().__init__()
         self.log = log
 
-    def fit(
-        self,
-        sessions: pl.DataFrame,
-        *,
-        site: SiteConfig,
-        issued_at: datetime,
-        weather: pl.DataFrame | None = None,
-    ) -> Self:
+    def fit(self, sessions: pl.DataFrame, *, issued_at: datetime, **kwargs: Any) -> Self:
         self.log.append(("fit", issued_at, sessions["plug_out_at"].max()))
-        self.level_ = sessions["energy_kwh"].sum() / (24 * 31)
-        return self
+        return super().fit(sessions, issued_at=issued_at, **kwargs)
 
     def predict(
-        self,
-        sessions: pl.DataFrame,
-        *,
-        site: SiteConfig,
-        issued_at: datetime,
-        interval_starts: pl.Series,
-        weather: pl.DataFrame | None = None,
+        self, sessions: pl.DataFrame, *, issued_at: datetime, **kwargs: Any
     ) -> pl.DataFrame:
         self.log.append(("predict", issued_at, sessions["plug_out_at"].max()))
-        return pl.DataFrame({"interval_start": interval_starts}).with_columns(
-            p10=pl.lit(0.0), p50=pl.lit(self.level_), p90=pl.lit(2 * self.level_), note=None
-        )
+        return super().predict(sessions, issued_at=issued_at, **kwargs)
 
 
 class FailingForecaster(RecordingForecaster):

@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import shutil
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +10,6 @@ from typing import Self
 import polars as pl
 import pytest
 import requests
-from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from polars.testing import assert_frame_equal
 
@@ -38,8 +35,8 @@ from forecasting.io.tracking_model import (
     build_interval_starts,
 )
 from forecasting.schemas import SESSIONS_SCHEMA, conform
+from tests.support import LAB_SITE as SITE
 
-SITE = SiteConfig(site_id="lab", name="Lab", latitude=56.4, longitude=-3.4, timezone="UTC")
 ISSUED_AT = datetime(2024, 1, 15, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 NAME = "evcast-lab-demand"
@@ -109,28 +106,6 @@ class HourlyProfile:
             p90=level * (1 + self.spread),
             note=pl.lit(None, pl.String),
         )
-
-
-@pytest.fixture(scope="module")
-def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow SQLite store, created once per test session (creation costs seconds)."""
-    path = tmp_path_factory.getbasetemp() / "evcast-mlflow-template.db"
-    if not path.exists():
-        MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture
-def tracking(
-    template_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Tracking]:
-    """A fresh store in tmp_path; the working folder is tmp_path, to catch stray ./mlruns."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "mlflow").mkdir()
-    shutil.copy(template_db, tmp_path / "mlflow" / "mlflow.db")
-    uri = f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
-    yield connect_tracking(uri, artifact_root=tmp_path / "mlflow" / "artifacts")
-    assert not (tmp_path / "mlruns").exists()
 
 
 def _record(forecaster: HourlyProfile, history: pl.DataFrame) -> TrainingRecord:
