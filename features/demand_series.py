@@ -44,6 +44,7 @@ __all__ = [
     "build_series_from_contributions",
     "build_session_contributions",
     "check_resolution",
+    "compute_contribution_arrays",
     "mark_outages",
 ]
 
@@ -152,20 +153,9 @@ def build_session_contributions(
         interval the car was plugged in, ``arrivals`` [-] 1 in the plug-in interval, and
         ``known_at`` (the session's ``plug_out_at``: it is known at ``issued_at > known_at``).
     """
-    check_resolution(resolution)
-    if allocation not in ALLOCATIONS:
-        msg = f"allocation {allocation!r} is not one of {ALLOCATIONS!r}"
-        raise ConfigError(msg)
     frame = sessions.collect() if isinstance(sessions, pl.LazyFrame) else sessions
-    _check_sessions(frame)
-    charge_end = _charge_end(frame.schema, allocation=allocation, charger_power_kw=charger_power_kw)
-    times = frame.select(
-        pl.col("plug_in_at", "plug_out_at").dt.epoch("us"),
-        charge_end.dt.epoch("us").alias("charge_end"),
-    )
-    plug_in, plug_out, charge = (times[c].to_numpy() for c in times.columns)
-    parts = _split_at_intervals(
-        plug_in, plug_out, charge, frame["energy_kwh"].to_numpy(), step=resolution // _ONE_US
+    parts = compute_contribution_arrays(
+        frame, resolution=resolution, allocation=allocation, charger_power_kw=charger_power_kw
     )
     utc = pl.Datetime("us", "UTC")
     return (
@@ -179,6 +169,38 @@ def build_session_contributions(
         )
         .lazy()
     )
+
+
+def compute_contribution_arrays(
+    sessions: pl.DataFrame,
+    *,
+    resolution: timedelta,
+    allocation: Allocation = "uniform",
+    charger_power_kw: float | None = None,
+) -> dict[str, np.ndarray]:
+    """Array form of :func:`build_session_contributions` (same rules and checks).
+
+    Returns
+    -------
+    dict
+        Per (session, interval): ``row`` of the session in ``sessions``, ``start`` and
+        ``known_at`` [us since epoch], ``energy`` [kWh], ``occupied`` [-], ``arrival`` (bool).
+    """
+    check_resolution(resolution)
+    if allocation not in ALLOCATIONS:
+        msg = f"allocation {allocation!r} is not one of {ALLOCATIONS!r}"
+        raise ConfigError(msg)
+    _check_sessions(sessions)
+    charge_end = _charge_end(
+        sessions.schema, allocation=allocation, charger_power_kw=charger_power_kw
+    )
+    times = sessions.select(
+        pl.col("plug_in_at", "plug_out_at").dt.epoch("us"),
+        charge_end.dt.epoch("us").alias("charge_end"),
+    )
+    plug_in, plug_out, charge = (times[c].to_numpy() for c in times.columns)
+    energy = sessions["energy_kwh"].to_numpy()
+    return _split_at_intervals(plug_in, plug_out, charge, energy, step=resolution // _ONE_US)
 
 
 def _split_at_intervals(
@@ -253,36 +275,6 @@ def _epoch_us(value: datetime) -> int:
     return int(pl.Series([value]).cast(pl.Datetime("us", "UTC")).dt.epoch("us").item())
 
 
-def _site_series(
-    part: pl.DataFrame, *, site_id: str, resolution: timedelta, first_us: int, end_us: int
-) -> pl.DataFrame:
-    """One site's series on intervals ``[first_us, end_us)``, summed densely."""
-    step_us = resolution // _ONE_US
-    length = max(0, -(-(end_us - first_us) // step_us))
-    index = (part["interval_start"].dt.epoch("us").to_numpy() - first_us) // step_us
-    keep = (index >= 0) & (index < length)
-
-    def total(column: str) -> np.ndarray:
-        weights = part[column].cast(pl.Float64).to_numpy()[keep]
-        return np.bincount(index[keep], weights=weights, minlength=length)
-
-    energy = total("energy_kwh")
-    return pl.DataFrame(
-        {
-            "site_id": pl.Series([site_id], dtype=pl.String).new_from_index(0, length),
-            "interval_start": pl.Series(first_us + np.arange(length) * step_us).cast(
-                pl.Datetime("us", "UTC")
-            ),
-            "energy_kwh": energy,
-            "power_kw": energy / (resolution / timedelta(hours=1)),
-            "occupied_connectors": total("occupied_connectors"),
-            "arrivals": total("arrivals").round().astype(np.uint32),
-            "is_missing": np.zeros(length, dtype=bool),
-        },
-        schema=DEMAND_SERIES_SCHEMA,
-    )
-
-
 def build_series_from_contributions(
     contributions: pl.LazyFrame | pl.DataFrame,
     *,
@@ -292,23 +284,47 @@ def build_series_from_contributions(
 ) -> pl.DataFrame:
     """Sum :func:`build_session_contributions` onto a complete grid per site.
 
-    Parameters and result as for :func:`build_demand_series`. Sums are dense per site
-    (``numpy.bincount``), which is several times faster than a polars group-by and join here.
+    Parameters and result as for :func:`build_demand_series`. Sums are dense, all sites laid
+    end to end in one ``numpy.bincount``, which is several times faster than a polars group-by
+    and join here.
     """
     frame = contributions.collect() if isinstance(contributions, pl.LazyFrame) else contributions
+    if frame.is_empty():
+        return pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
     step_us = resolution // _ONE_US
-    parts = []
-    for (site_id,), part in sorted(frame.partition_by("site_id", as_dict=True).items()):
-        starts = part["interval_start"].dt.epoch("us").to_numpy()
-        first_us = _epoch_us(start) // step_us * step_us if start is not None else starts.min()
-        end_us = _epoch_us(end) if end is not None else starts.max() + step_us
-        parts.append(
-            _site_series(
-                part,
-                site_id=str(site_id),
-                resolution=resolution,
-                first_us=int(first_us),
-                end_us=int(end_us),
-            )
-        )
-    return pl.concat(parts) if parts else pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
+    ids = frame["site_id"].unique().sort()
+    site = frame["site_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
+    starts = frame["interval_start"].dt.epoch("us").to_numpy()
+    first = np.full(ids.len(), np.iinfo(np.int64).max)
+    np.minimum.at(first, site, starts)
+    last = np.full(ids.len(), np.iinfo(np.int64).min)
+    np.maximum.at(last, site, starts)
+    if start is not None:
+        first[:] = _epoch_us(start) // step_us * step_us
+    end_us = np.full(ids.len(), _epoch_us(end)) if end is not None else last + step_us
+    length = np.maximum(0, -(-(end_us - first) // step_us))
+    offset = np.cumsum(length) - length
+    index = (starts - first[site]) // step_us
+    keep = (index >= 0) & (index < length[site])
+    flat = (offset[site] + index)[keep]
+
+    def total(column: str) -> np.ndarray:
+        weights = frame[column].cast(pl.Float64).to_numpy()[keep]
+        return np.bincount(flat, weights=weights, minlength=int(length.sum()))
+
+    row_site = np.repeat(np.arange(ids.len()), length)
+    energy = total("energy_kwh")
+    return pl.DataFrame(
+        {
+            "site_id": ids.gather(row_site),
+            "interval_start": pl.Series(
+                first[row_site] + (np.arange(row_site.size) - offset[row_site]) * step_us
+            ).cast(pl.Datetime("us", "UTC")),
+            "energy_kwh": energy,
+            "power_kw": energy / (resolution / timedelta(hours=1)),
+            "occupied_connectors": total("occupied_connectors"),
+            "arrivals": total("arrivals").round().astype(np.uint32),
+            "is_missing": np.zeros(row_site.size, dtype=bool),
+        },
+        schema=DEMAND_SERIES_SCHEMA,
+    )

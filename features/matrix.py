@@ -24,16 +24,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Final, cast
+from typing import Final
 
 import numpy as np
 import polars as pl
 
 from features.calendar import CALENDAR_FEATURE_COLUMNS, add_calendar_features
-from features.demand_series import Allocation, build_session_contributions, check_resolution
-from features.lags import LAG_FEATURE_COLUMNS, compute_lag_features
-from features.outages import compute_outage_mask
-from features.site import SITE_FEATURE_COLUMNS, add_site_features
+from features.demand_series import Allocation, check_resolution, compute_contribution_arrays
+from features.lags import LAG_FEATURE_COLUMNS, SiteContributions, compute_site_lag_features
+from features.outages import compute_outage_masks
+from features.site import SITE_FEATURE_COLUMNS, build_site_feature_frame
 from features.solar_geometry import SOLAR_FEATURE_COLUMNS, add_solar_geometry
 from features.weather import WEATHER_FEATURE_COLUMNS, add_weather_features
 from forecasting.config import SiteConfig
@@ -144,45 +144,54 @@ def _sessions_of(
     return frame.collect()
 
 
+def _per_site(values: np.ndarray, site: np.ndarray, *, sites: int, reduce: np.ufunc) -> np.ndarray:
+    """Reduce ``values`` per site number with ``reduce`` (min or max); sites without any: 0."""
+    fill = np.iinfo(np.int64).max if reduce is np.minimum else np.iinfo(np.int64).min
+    result = np.full(sites, fill, dtype=np.int64)
+    reduce.at(result, site, values)
+    return np.where(np.bincount(site, minlength=sites) > 0, result, 0)
+
+
 def _compute_targets(
-    interval_start: pl.Series,
+    row_site: np.ndarray,
+    row_interval_us: np.ndarray,
     *,
-    contributions: pl.DataFrame,
+    parts: dict[str, np.ndarray],
+    sites: int,
     resolution: timedelta,
     known_until: datetime | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Full-series truth [kWh] (NaN after ``known_until`` and in outages) and ``is_missing``.
 
-    The series is summed densely from the first contribution up to ``known_until``, and the
-    outage rule is :func:`features.outages.compute_outage_mask`, the one
-    :func:`~features.outages.mark_outages` applies.
+    Each site's series is summed densely from its first contribution up to ``known_until``
+    (default: its latest ``plug_out_at``), and the outage rule is
+    :func:`features.outages.compute_outage_masks`, the one :func:`~features.outages.mark_outages`
+    applies. ``parts`` are contribution arrays with their site number in ``site``.
     """
-    rows = interval_start.len()
-    if known_until is None and contributions.height:
-        known_until = cast("datetime", contributions["known_at"].max())
-    if known_until is None or contributions.is_empty():
-        return np.full(rows, np.nan), np.zeros(rows, dtype=bool)
     step_us = resolution // _ONE_US
-    interval = contributions["interval_start"].dt.epoch("us").to_numpy()
-    origin = int(interval.min())
-    until_us = int(pl.Series([known_until]).cast(UTC_DATETIME).dt.epoch("us").item())
-    length = max(1, -(-(until_us - origin) // step_us))
-    index = (interval - origin) // step_us
-    keep = index < length
+    site, start = parts["site"], parts["start"]
+    has = np.bincount(site, minlength=sites) > 0
+    origin = _per_site(start, site, sites=sites, reduce=np.minimum)
+    until = _per_site(parts["known_at"], site, sites=sites, reduce=np.maximum)
+    if known_until is not None:
+        until[:] = pl.Series([known_until]).cast(UTC_DATETIME).dt.epoch("us").item()
+    length = np.maximum(1, -(-(until - origin) // step_us))
+    offset = np.cumsum(length) - length
+    flat = offset[site] + (start - origin[site]) // step_us
+    keep = flat < (offset + length)[site]
+    flat = flat if keep.all() else flat[keep]
 
     def total(column: str) -> np.ndarray:
-        weights = contributions[column].cast(pl.Float64).to_numpy()[keep]
-        return np.bincount(index[keep], weights=weights, minlength=length)
+        weights = parts[column] if flat.size == keep.size else parts[column][keep]
+        return np.bincount(flat, weights=weights.astype(np.float64), minlength=int(length.sum()))
 
-    energy = total("energy_kwh")
-    missing = compute_outage_mask(
-        total("arrivals"), total("occupied_connectors"), resolution=resolution
-    )
-    target = (interval_start.dt.epoch("us").to_numpy() - origin) // step_us
-    inside = (target >= 0) & (target < length)
-    at = np.clip(target, 0, length - 1)
+    energy, arrivals, occupied = total("energy"), total("arrival"), total("occupied")
+    missing = compute_outage_masks(arrivals, occupied, lengths=length, resolution=resolution)
+    target = (row_interval_us - origin[row_site]) // step_us
+    inside = (target >= 0) & (target < length[row_site]) & has[row_site]
+    at = offset[row_site] + np.clip(target, 0, length[row_site] - 1)
     is_missing = inside & missing[at]
-    known = (target + 1) * step_us + origin <= until_us
+    known = ((target + 1) * step_us + origin[row_site] <= until[row_site]) & has[row_site]
     value = np.where(inside, energy[at], 0.0)
     return np.where(known & ~is_missing, value, np.nan), is_missing
 
@@ -249,39 +258,46 @@ def build_feature_matrix(
     )
 
 
-def _site_rows(
+def _site_columns(
+    sessions: pl.DataFrame,
     base: pl.DataFrame,
     *,
-    site: SiteConfig,
-    contributions: pl.DataFrame,
+    sites: Sequence[SiteConfig],
+    allocation: Allocation,
     resolution: timedelta,
     known_until: datetime | None,
 ) -> pl.DataFrame:
-    """One site's rows: shared calendar rows plus its targets, lags and site features."""
+    """Per site, one after another, the rows of ``base``: site, target, lags, site features."""
+    ids = list(dict.fromkeys(site.site_id for site in sites))
+    parts = compute_contribution_arrays(sessions, resolution=resolution, allocation=allocation)
+    session_site = sessions["site_id"].cast(pl.Enum(ids)).to_physical().to_numpy()
+    parts["site"] = session_site.astype(np.int64)[parts["row"]]
+    position = np.repeat(np.arange(len(sites)), base.height)
+    row_site = np.array([ids.index(site.site_id) for site in sites], dtype=np.int64)[position]
+    issues_us = base["issued_at"].unique(maintain_order=True).dt.epoch("us").to_numpy()
+    issue = np.tile(
+        np.searchsorted(issues_us, base["issued_at"].dt.epoch("us").to_numpy()), len(sites)
+    )
+    interval_us = np.tile(base["interval_start"].dt.epoch("us").to_numpy(), len(sites))
     energy, is_missing = _compute_targets(
-        base["interval_start"],
-        contributions=contributions,
-        resolution=resolution,
+        row_site, interval_us, parts=parts, sites=len(ids), resolution=resolution,
         known_until=known_until,
+    )  # fmt: skip
+    known = SiteContributions(
+        parts["site"], parts["start"], parts["known_at"], parts["energy"], parts["arrival"]
     )
-    lags = compute_lag_features(
-        base["issued_at"],
-        base["interval_start"],
-        contributions=contributions,
-        resolution=resolution,
+    lags = compute_site_lag_features(
+        row_site, issue, interval_us, issues_us=issues_us, contributions=known,
+        sites=len(ids), resolution=resolution,
+    )  # fmt: skip
+    return build_site_feature_frame(sites)[position].with_columns(
+        pl.Series("energy_kwh", energy, dtype=pl.Float64, nan_to_null=True),
+        pl.Series("is_missing", is_missing, dtype=pl.Boolean),
+        *(
+            pl.Series(name, lags[name], dtype=pl.Float64, nan_to_null=True)
+            for name in LAG_FEATURE_COLUMNS
+        ),
     )
-    own = pl.DataFrame(
-        [
-            pl.Series("site_id", [site.site_id], dtype=pl.String).new_from_index(0, base.height),
-            pl.Series("energy_kwh", energy, dtype=pl.Float64, nan_to_null=True),
-            pl.Series("is_missing", is_missing, dtype=pl.Boolean),
-            *(
-                pl.Series(name, lags[name], dtype=pl.Float64, nan_to_null=True)
-                for name in LAG_FEATURE_COLUMNS
-            ),
-        ]
-    )
-    return add_site_features(pl.concat([base, own], how="horizontal"), site=site)
 
 
 def build_feature_matrices(
@@ -314,36 +330,37 @@ def build_feature_matrices(
         msg = "sites is empty; pass at least one SiteConfig"
         raise ConfigError(msg)
     base = build_targets(_issue_series(issue_times), horizon=horizon, resolution=resolution)
-    contributions = build_session_contributions(
-        _sessions_of(sessions, sites, allocation=allocation),
-        resolution=resolution,
-        allocation=allocation,
-    ).collect()
-    by_site = contributions.partition_by("site_id", as_dict=True)
     calendars: dict[tuple[str, str | None, str | None], pl.DataFrame] = {}
-    with_solar = any(s.pv is not None for s in sites) if solar_geometry is None else solar_geometry
-    frames = []
     for site in sites:
         key = (site.timezone, site.country, site.subdivision)
         if key not in calendars:
             calendars[key] = add_calendar_features(base, site=site)
-        frame = _site_rows(
-            calendars[key],
-            site=site,
-            contributions=by_site.get((site.site_id,), contributions.clear()),
-            resolution=resolution,
-            known_until=known_until,
-        )
+    frame = pl.concat(
+        [
+            pl.concat(
+                [calendars[(s.timezone, s.country, s.subdivision)] for s in sites], rechunk=True
+            ),
+            _site_columns(
+                _sessions_of(sessions, sites, allocation=allocation), base, sites=sites,
+                allocation=allocation, resolution=resolution, known_until=known_until,
+            ),
+        ],
+        how="horizontal",
+    )  # fmt: skip
+    with_solar = any(s.pv is not None for s in sites) if solar_geometry is None else solar_geometry
+    frames = [frame]
+    if with_solar or weather is not None:
+        frames = [frame.slice(i * base.height, base.height) for i in range(len(sites))]
+    for i, site in enumerate(sites):
         if with_solar:
-            frame = add_solar_geometry(frame, site=site, resolution=resolution)
+            frames[i] = add_solar_geometry(frames[i], site=site, resolution=resolution)
         if weather is not None:
-            frame = add_weather_features(
-                frame,
+            frames[i] = add_weather_features(
+                frames[i],
                 weather=weather.filter(pl.col("site_id") == site.site_id),
                 resolution=resolution,
                 observations_stand_in=observations_stand_in,
             )
-        frames.append(frame)
     columns = feature_columns(with_weather=weather is not None, with_solar=with_solar)
-    selected = [frame.select(*KEY_COLUMNS, *TARGET_COLUMNS, *columns[1:]) for frame in frames]
-    return pl.concat(selected)
+    selected = [part.select(*KEY_COLUMNS, *TARGET_COLUMNS, *columns[1:]) for part in frames]
+    return pl.concat(selected) if len(selected) > 1 else selected[0]

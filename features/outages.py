@@ -54,23 +54,64 @@ def compute_outage_mask(
     min_gap, reference, min_expected_arrivals
         As for :func:`mark_outages`.
     """
-    idle = np.concatenate(([False], (arrivals == 0) & (occupied <= 0), [False]))
-    edges = np.flatnonzero(idle[1:] != idle[:-1])
-    starts, ends = edges[0::2], edges[1::2]  # idle runs [start, end)
-    reference_n = max(1, reference // resolution)
-    hours = resolution / timedelta(hours=1)
-    cumulative = np.concatenate(([0.0], np.cumsum(arrivals, dtype=np.float64)))
-    before = cumulative[starts] - cumulative[np.maximum(starts - reference_n, 0)]
-    expected = before / (reference_n * hours) * (ends - starts) * hours
-    outage = (
-        (starts >= reference_n)
-        & (ends - starts >= min_gap / resolution)
-        & (expected >= min_expected_arrivals)
+    return compute_outage_masks(
+        arrivals,
+        occupied,
+        lengths=np.array([arrivals.size]),
+        resolution=resolution,
+        min_gap=min_gap,
+        reference=reference,
+        min_expected_arrivals=min_expected_arrivals,
     )
-    change = np.zeros(arrivals.size + 1, dtype=np.int64)
-    np.add.at(change, starts[outage], 1)
-    np.add.at(change, ends[outage], -1)
-    return np.cumsum(change[:-1]) > 0
+
+
+def compute_outage_masks(
+    arrivals: np.ndarray,
+    occupied: np.ndarray,
+    *,
+    lengths: np.ndarray,
+    resolution: timedelta,
+    min_gap: timedelta = OUTAGE_MIN_GAP,
+    reference: timedelta = OUTAGE_REFERENCE,
+    min_expected_arrivals: float = OUTAGE_MIN_EXPECTED_ARRIVALS,
+) -> np.ndarray:
+    """Return :func:`compute_outage_mask` of several sites' grids laid end to end, in one pass.
+
+    Parameters
+    ----------
+    arrivals, occupied
+        Per interval, site after site, each in time order: arrivals [-] (whole counts, so
+        sums over them are exact) and occupied connectors [-].
+    lengths
+        Number of intervals of each site, in order; they sum to ``arrivals.size``.
+    resolution, min_gap, reference, min_expected_arrivals
+        As for :func:`compute_outage_mask`.
+    """
+    offsets = np.cumsum(lengths) - lengths
+    first = np.zeros(arrivals.size + 1, dtype=bool)
+    first[offsets] = True  # first interval of a site; the final flag marks the end
+    first[-1] = True
+    idle = (arrivals == 0) & (occupied <= 0)
+    before_idle = np.concatenate(([False], idle[:-1]))
+    after_idle = np.append(idle[1:], False)
+    starts = np.flatnonzero(idle & (first[:-1] | ~before_idle))  # idle runs [start, end)
+    ends = np.flatnonzero(idle & (first[1:] | ~after_idle)) + 1
+    site_start = offsets[np.searchsorted(offsets, starts, side="right") - 1]
+    reference_n = max(1, reference // resolution)
+    # only long runs with a full reference window before them can be outages
+    judged = (starts - site_start >= reference_n) & (ends - starts >= min_gap / resolution)
+    starts, ends = starts[judged], ends[judged]
+    hours = resolution / timedelta(hours=1)
+    before = np.zeros(starts.size)
+    if starts.size:  # arrivals in [start - reference_n, start) of each run, in one C pass
+        windows = np.stack((starts - reference_n, starts), axis=1).ravel()
+        before = np.add.reduceat(arrivals.astype(np.float64), windows)[::2]
+    expected = before / (reference_n * hours) * (ends - starts) * hours
+    outage = expected >= min_expected_arrivals
+    starts, counts = starts[outage], (ends - starts)[outage]
+    mask = np.zeros(arrivals.size, dtype=bool)
+    mask[np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())] = True
+    return mask
 
 
 def mark_outages(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
@@ -18,7 +19,7 @@ SITE_FEATURE_COLUMNS: Final[tuple[str, ...]] = (
     "site_capacity_kw",
     "site_max_power_kw",
 )
-"""Columns added by :func:`add_site_features`, in order."""
+"""Columns of :func:`build_site_feature_frame`, in order."""
 
 
 def compute_site_features(site: SiteConfig) -> dict[str, float | int | None]:
@@ -41,11 +42,16 @@ def compute_site_features(site: SiteConfig) -> dict[str, float | int | None]:
     }
 
 
-def add_site_features(frame: pl.DataFrame, *, site: SiteConfig) -> pl.DataFrame:
-    """Add :data:`SITE_FEATURE_COLUMNS` (constant per site) to ``frame``."""
-    values = compute_site_features(site)
+def build_site_feature_frame(sites: Sequence[SiteConfig]) -> pl.DataFrame:
+    """Return one row per site: ``site_id`` and :data:`SITE_FEATURE_COLUMNS` (see above)."""
+    static = [compute_site_features(site) for site in sites]
     types = {"site_capacity_kw": pl.Float64, "site_max_power_kw": pl.Float64}
-    return frame.with_columns(
-        pl.lit(values[name], dtype=types.get(name, pl.Int32)).alias(name)
-        for name in SITE_FEATURE_COLUMNS
+    return pl.DataFrame(
+        [
+            pl.Series("site_id", [site.site_id for site in sites], dtype=pl.String),
+            *(
+                pl.Series(name, [v[name] for v in static], dtype=types.get(name, pl.Int32))
+                for name in SITE_FEATURE_COLUMNS
+            ),
+        ]
     )

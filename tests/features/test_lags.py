@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -15,7 +16,10 @@ from features.lags import (
     LAGS,
     ROLLING_MAXIMA,
     ROLLING_MEANS,
+    SiteContributions,
     add_lag_features,
+    compute_lag_features,
+    compute_site_lag_features,
 )
 from tests.features.conftest import T0, at, make_sessions
 
@@ -148,3 +152,50 @@ def test_lag_not_yet_ended_is_null() -> None:
     assert features["lag_1d"].item() == pytest.approx(0.0)
     late = _features(sessions, [(at(30), at(30 + 30))], HOUR)
     assert late["lag_1d"].item() is None  # 36 h after T0 had not ended at T = 30 h
+
+
+def _site_contributions(sessions: list[pl.DataFrame], resolution: timedelta) -> SiteContributions:
+    frames = [build_session_contributions(s, resolution=resolution).collect() for s in sessions]
+    parts = pl.concat(
+        [f.with_columns(pl.lit(i, dtype=pl.Int64).alias("site")) for i, f in enumerate(frames)]
+    )
+    return SiteContributions(
+        site=parts["site"].to_numpy(),
+        start_us=parts["interval_start"].dt.epoch("us").to_numpy(),
+        known_us=parts["known_at"].dt.epoch("us").to_numpy(),
+        energy=parts["energy_kwh"].to_numpy(),
+        arrival=parts["arrivals"].to_numpy() == 1,
+    )
+
+
+@settings(max_examples=30, deadline=None)
+@given(first=_case(), second=_case())
+def test_many_sites_in_one_pass_equal_one_site_at_a_time(
+    first: tuple[pl.DataFrame, list[tuple[datetime, datetime]], timedelta],
+    second: tuple[pl.DataFrame, list[tuple[datetime, datetime]], timedelta],
+) -> None:
+    # site 0 and 1 have their own sessions, site 2 none; all share the rows of `first`
+    sessions = [first[0], second[0].slice(1), first[0].clear()]
+    rows, resolution = first[1], first[2]
+    issued = pl.Series([r[0] for r in rows], dtype=pl.Datetime("us", "UTC"))
+    interval = pl.Series([r[1] for r in rows], dtype=pl.Datetime("us", "UTC"))
+    issues_us = np.unique(issued.dt.epoch("us").to_numpy())
+    issue = np.searchsorted(issues_us, issued.dt.epoch("us").to_numpy())
+    together = compute_site_lag_features(
+        np.repeat(np.arange(3), len(rows)),
+        np.tile(issue, 3),
+        np.tile(interval.dt.epoch("us").to_numpy(), 3),
+        issues_us=issues_us,
+        contributions=_site_contributions(sessions, resolution),
+        sites=3,
+        resolution=resolution,
+    )
+    for index, site_sessions in enumerate(sessions):
+        contributions = build_session_contributions(site_sessions, resolution=resolution)
+        alone = compute_lag_features(
+            issued, interval, contributions=contributions.collect(), resolution=resolution
+        )
+        part = slice(index * len(rows), (index + 1) * len(rows))
+        for name in LAG_FEATURE_COLUMNS:
+            # the same sums in the same order: equal to the last bit, NaN where no value
+            np.testing.assert_array_equal(together[name][part], alone[name], err_msg=name)

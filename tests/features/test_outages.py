@@ -3,11 +3,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.demand_series import build_demand_series
-from features.outages import mark_outages
+from features.outages import compute_outage_mask, compute_outage_masks, mark_outages
 from tests.conftest import REPO_ROOT
 from tests.features.conftest import at, make_sessions
 
@@ -75,3 +78,41 @@ def test_outage_on_real_perth_gap(shared_data: Path) -> None:
     assert gap["hours"].to_list() == [569]
     # Nothing else in this file's year is marked: quiet nights and Christmas stay real zeros.
     assert runs.height == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sites=st.lists(
+        st.lists(st.integers(0, 2).map(lambda n: n * (n - 1)), max_size=40), min_size=1, max_size=4
+    )
+)
+def test_sites_end_to_end_equal_one_site_at_a_time(sites: list[list[int]]) -> None:
+    # arrivals 0 or 2 (mostly 0, so idle runs form), also at the joins between sites
+    rule = {
+        "resolution": HOUR,
+        "min_gap": timedelta(hours=3),
+        "reference": timedelta(hours=4),
+        "min_expected_arrivals": 1.0,
+    }
+    arrays = [np.array(site, dtype=np.float64) for site in sites]
+    alone = [compute_outage_mask(a, a / 2, **rule) for a in arrays]
+    joined = np.concatenate(arrays)
+    together = compute_outage_masks(
+        joined, joined / 2, lengths=np.array([a.size for a in arrays]), **rule
+    )
+    np.testing.assert_array_equal(together, np.concatenate([*alone, np.zeros(0, dtype=bool)]))
+
+
+def test_an_idle_run_does_not_continue_into_the_next_site() -> None:
+    busy_then_idle = np.array([2.0] * 4 + [0.0] * 3)
+    idle = np.zeros(5)
+    rule = {"resolution": HOUR, "min_gap": timedelta(hours=3), "reference": timedelta(hours=4)}
+    mask = compute_outage_masks(
+        np.concatenate([busy_then_idle, idle]),
+        np.zeros(12),
+        lengths=np.array([7, 5]),
+        min_expected_arrivals=1.0,
+        **rule,
+    )
+    # the first site's last 3 h are an outage; the second site has no reference window yet
+    assert mask.tolist() == [False] * 4 + [True] * 3 + [False] * 5
