@@ -37,7 +37,8 @@ from forecasting.training import TrainingOptions, select_known_sessions, train_s
 from models.base import Forecaster
 from models.baselines import SeasonalNaive
 from models.demand import DemandForecaster
-from models.demand_config import load_demand_config
+from models.demand_config import DemandConfig, load_demand_config
+from models.demand_search import search_demand_config
 
 BASELINE_IDENTITY: Final = ModelIdentity(name="seasonal_naive", version="1", alias=None)
 PUBLISHED_DECIMALS: Final = 6
@@ -149,6 +150,22 @@ def find_trained_version(
     return None
 
 
+def choose_demand_config(
+    sessions: pl.DataFrame, *, site: SiteConfig, issued_at: datetime, config: PipelineConfig
+) -> DemandConfig:
+    """Return the demand settings for a challenger: the file's, or searched when configured.
+
+    With ``[training] search = true`` the Optuna search of :mod:`models.demand_search` tunes
+    the LightGBM hyperparameters on the data known at ``issued_at`` [UTC], within the time
+    budget of the demand config's ``[search]`` table.
+    """
+    demand = load_demand_config(repo_path(config.training.demand_config))
+    if not config.training.search:
+        return demand
+    tuned, _loss = search_demand_config(sessions, site=site, issued_at=issued_at, config=demand)
+    return tuned
+
+
 def train_demand(
     sessions: pl.DataFrame,
     *,
@@ -177,7 +194,7 @@ def train_demand(
     done = find_trained_version(tracking, name=name, fingerprint=fingerprint, issued_at=issued_at)
     if done is not None:
         return {"trained": False, "version": done, "note": "already trained on these data"}
-    demand = load_demand_config(repo_path(config.training.demand_config))
+    demand = choose_demand_config(sessions, site=site, issued_at=issued_at, config=config)
     options = TrainingOptions(
         evaluation_days=config.training.evaluation_days, resolution=config.forecast.resolution
     )

@@ -99,6 +99,13 @@ class TrainingOptions(FrozenModel):
     evaluation_days: Annotated[
         int, Field(ge=1, le=90, description="Rolling-origin evaluation window [d].")
     ] = 7
+    search: bool = Field(
+        default=False,
+        description=(
+            "Run the Optuna hyperparameter search (budget: [search] of the demand config) "
+            "before training each challenger; the champion rule still decides what serves."
+        ),
+    )
 
 
 class RunnerOptions(FrozenModel):

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_series_equal
 
-from flows.steps import build_interval_starts, select_sites
-from forecasting.config import SiteConfig
+from flows.steps import build_interval_starts, choose_demand_config, select_sites
+from forecasting.config import SiteConfig, load_config
 from forecasting.errors import UnknownSiteError
+from forecasting.pipeline_config import PipelineConfig
 from forecasting.schemas import UTC_DATETIME
+from forecasting.settings import REPO_ROOT
+from models.demand_config import DemandConfig
+from tests.support import LAB_SITE, weekly_sessions
 
 A = SiteConfig(site_id="a", name="A", latitude=56.0, longitude=-3.0, timezone="Europe/London")
 B = SiteConfig(site_id="b", name="B", latitude=56.0, longitude=-3.0, timezone="Europe/London")
@@ -43,3 +49,23 @@ def test_interval_starts_cover_horizon_from_issue_time() -> None:
         "interval_start", [issued + timedelta(hours=h) for h in range(24)], dtype=UTC_DATETIME
     )
     assert_series_equal(starts, expected)
+
+
+def test_demand_search_runs_only_when_configured(tmp_path: Path) -> None:
+    demand_file = tmp_path / "demand.toml"
+    text = (REPO_ROOT / "configs" / "demand.toml").read_text()
+    demand_file.write_text(re.sub(r"(?m)^n_trials = \d+", "n_trials = 3", text))  # a small budget
+    base = load_config(REPO_ROOT / "configs" / "pipeline.toml", PipelineConfig)
+    training = base.training.model_copy(update={"demand_config": demand_file})
+    sessions = weekly_sessions(120)
+    issued = datetime(2024, 4, 20, tzinfo=UTC)
+
+    def choose(*, search: bool) -> DemandConfig:
+        options = training.model_copy(update={"search": search})
+        config = base.model_copy(update={"training": options})
+        return choose_demand_config(sessions, site=LAB_SITE, issued_at=issued, config=config)
+
+    plain, tuned = choose(search=False), choose(search=True)
+    assert plain == load_config(demand_file, DemandConfig)
+    assert tuned.lightgbm != plain.lightgbm, "the search should have changed the parameters"
+    assert tuned.model_copy(update={"lightgbm": plain.lightgbm}) == plain
