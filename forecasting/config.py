@@ -86,6 +86,11 @@ class PVSystem(FrozenModel):
         default=None, description="Site id under which measured PV power is stored, if any."
     )
 
+    @property
+    def ac_limit_kw(self) -> float:
+        """AC rating of the system [kW]: ``ac_capacity_kw``, or the DC capacity when unset."""
+        return self.ac_capacity_kw if self.ac_capacity_kw is not None else self.capacity_kw
+
 
 class SiteConfig(FrozenModel):
     """One charging site."""

@@ -25,7 +25,7 @@ import polars as pl
 from forecasting.config import SiteConfig
 from forecasting.errors import NotFittedError, SchemaError
 from models.demand_core import compute_conformal_shifts, finalize_quantiles
-from models.solar_physics import DEFAULT_RESOLUTION, ac_capacity_kw, build_pv_physics
+from models.solar_physics import DEFAULT_RESOLUTION, build_pv_physics
 
 QUANTILES: Final = (0.1, 0.5, 0.9)
 FEATURES: Final = (
@@ -190,7 +190,7 @@ class SolarForecaster:
             weather, site=site, interval_starts=measured["interval_start"], resolution=resolution
         ).join(measured, on="interval_start")
         train = features.filter(pl.col("solar_zenith") < DAYLIGHT_ZENITH).sort("interval_start")
-        self.ac_capacity_kw_ = ac_capacity_kw(site.pv) if site.pv else float("inf")
+        self.ac_capacity_kw_ = site.pv.ac_limit_kw if site.pv else float("inf")
         self.n_train_ = train.height
         self._fit_calibrated(train)
         return self
@@ -292,7 +292,7 @@ def build_clearsky_index_persistence(
         ``interval_start`` and ``p50`` [kW] (null where no ``k`` is known yet).
     """
     empty = pl.DataFrame(schema={"interval_start": pl.Datetime("us", "UTC")})
-    ac_kw = ac_capacity_kw(site.pv) if site.pv else float("inf")
+    ac_kw = site.pv.ac_limit_kw if site.pv else float("inf")
     history = pv.select("interval_start", "pv_ac_kw").drop_nulls().sort("interval_start")
     clear_then = build_pv_physics(
         empty, site=site, interval_starts=history["interval_start"], resolution=resolution

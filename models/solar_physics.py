@@ -64,14 +64,9 @@ def _ac_power_kw(frame: pl.DataFrame, pv: PVSystem) -> np.ndarray:
     )
     pdc = pvlib.pvsystem.pvwatts_dc(poa_global, temp_cell, pv.capacity_kw * 1000.0, pv.gamma_pdc)
     pdc = np.asarray(pdc, dtype=float) * (1.0 - pv.losses_percent / 100.0)
-    ac_kw = ac_capacity_kw(pv)
+    ac_kw = pv.ac_limit_kw
     pac = pvlib.inverter.pvwatts(pdc, ac_kw * 1000.0 / INVERTER_EFFICIENCY, INVERTER_EFFICIENCY)
     return np.clip(np.asarray(pac, dtype=float) / 1000.0, 0.0, ac_kw)
-
-
-def ac_capacity_kw(pv: PVSystem) -> float:
-    """AC rating of the system [kW]: ``ac_capacity_kw``, or the DC capacity when unset."""
-    return pv.ac_capacity_kw if pv.ac_capacity_kw is not None else pv.capacity_kw
 
 
 def _site_pv(site: SiteConfig) -> PVSystem:

@@ -34,7 +34,6 @@ from forecasting.ingest.files import read_bytes
 from forecasting.ingest.solar_sources import parse_iso_utc
 from forecasting.ingest.weather import SolarRead, finish_read, read_text, split_duplicates
 from forecasting.schemas import PV_SCHEMA, conform
-from models.solar_physics import ac_capacity_kw
 
 PvFormat = Literal["pvdaq", "csv"]
 PV_FORMATS: Final[tuple[str, ...]] = ("pvdaq", "csv")
@@ -116,7 +115,7 @@ def read_pv(path: Path, *, site: SiteConfig, fmt: PvFormat, ingested_at: datetim
     """
     data = read_bytes(path)
     text = read_text(path, data)
-    ac_kw = ac_capacity_kw(site.pv) if site.pv else float("inf")
+    ac_kw = site.pv.ac_limit_kw if site.pv else float("inf")
     parsed = _implausible(_parse(text, path=path, fmt=fmt), ac_kw=ac_kw)
     good = parsed.filter(pl.col("error_reason").is_null()).with_columns(
         issued_at=pl.lit(None, pl.Datetime("us", "UTC"))

@@ -45,3 +45,14 @@ def test_unknown_timezone_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="unknown time zone 'Mars/Base'"):
         load_sites(path)
+
+
+@pytest.mark.parametrize(
+    ("ac_capacity_kw", "expected"),
+    [pytest.param(5.4, 5.4, id="inverter-limit"), pytest.param(None, 6.3, id="dc-when-unset")],
+)
+def test_pv_ac_limit(ac_capacity_kw: float | None, expected: float) -> None:
+    from forecasting.config import PVSystem
+
+    pv = PVSystem(capacity_kw=6.3, ac_capacity_kw=ac_capacity_kw, tilt=45, azimuth=158)
+    assert pv.ac_limit_kw == expected
