@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from forecasting.config import load_sites, slugify
+from forecasting.config import PVSystem, load_sites, slugify
 from forecasting.errors import ConfigError
 from forecasting.settings import REPO_ROOT
 
@@ -52,7 +52,5 @@ def test_unknown_timezone_is_refused(tmp_path: Path) -> None:
     [pytest.param(5.4, 5.4, id="inverter-limit"), pytest.param(None, 6.3, id="dc-when-unset")],
 )
 def test_pv_ac_limit(ac_capacity_kw: float | None, expected: float) -> None:
-    from forecasting.config import PVSystem
-
     pv = PVSystem(capacity_kw=6.3, ac_capacity_kw=ac_capacity_kw, tilt=45, azimuth=158)
     assert pv.ac_limit_kw == expected
