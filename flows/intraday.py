@@ -54,7 +54,10 @@ def intraday_forecast(
         settings.lake_dir, issued_at=issued
     )
     tasks.check_sessions(sessions)
-    chosen = steps.select_sites(catalog, sessions, wanted=tuple(sites or config.forecast.sites))
+    solar = tasks.with_io_retries(tasks.read_solar_sites, config.retries)(settings.lake_dir)
+    chosen = steps.select_sites(
+        catalog, sessions, wanted=tuple(sites or config.forecast.sites), solar_sites=solar
+    )
     forecasts = tasks.with_io_retries(tasks.forecast_site, config.retries).map(
         chosen,
         sessions=unmapped(sessions),

@@ -58,7 +58,10 @@ def nightly_training(
         settings.lake_dir, issued_at=issued_at
     )
     tasks.check_sessions(sessions)
-    chosen = steps.select_sites(catalog, sessions, wanted=params.sites or config.forecast.sites)
+    solar = tasks.with_io_retries(tasks.read_solar_sites, config.retries)(settings.lake_dir)
+    chosen = steps.select_sites(
+        catalog, sessions, wanted=params.sites or config.forecast.sites, solar_sites=solar
+    )
     tasks.with_io_retries(tasks.connect_mlflow, config.retries)(settings)
     trained = tasks.with_io_retries(tasks.train_site, config.retries).map(
         chosen,

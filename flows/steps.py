@@ -17,9 +17,11 @@ from typing import Final
 
 import polars as pl
 
+from forecasting.backtest.pv import forecast_pv, measured_site
 from forecasting.config import SiteConfig
 from forecasting.errors import ForecastingError, SchemaError, StoreError, UnknownSiteError
 from forecasting.ingest.summary import IngestSummary
+from forecasting.io.lake import read_table
 from forecasting.io.tracking import (
     CHAMPION,
     Tracking,
@@ -32,6 +34,7 @@ from forecasting.io.tracking_model import ModelSmokeCheckError
 from forecasting.pipeline_config import PipelineConfig
 from forecasting.publication.contract import ForecastRun, ModelIdentity, Publication, TargetForecast
 from forecasting.registry import build_model_name, compute_frame_fingerprint
+from forecasting.schemas import PV_SCHEMA, WEATHER_SCHEMA
 from forecasting.settings import REPO_ROOT, Settings
 from forecasting.training import TrainingOptions, select_known_sessions, train_site
 from models.base import Forecaster
@@ -44,6 +47,15 @@ BASELINE_IDENTITY: Final = ModelIdentity(name="seasonal_naive", version="1", ali
 PUBLISHED_DECIMALS: Final = 6
 """Forecasts are published rounded to 1e-6 kWh, so that float summation-order noise of a
 rerun cannot change a run's content hash (and so publish a duplicate run)."""
+NO_DEMAND_IDENTITY: Final = ModelIdentity(name="no_demand", version="0", alias=None)
+NO_DEMAND_REASON: Final = (
+    "no charging sessions known at issue time: demand published as 0 kWh (PV-only site)"
+)
+"""A PV-only site (PV system, no sessions) still publishes a run: the contract requires a
+demand target, so its demand is 0 kWh, marked, and net load is then minus PV."""
+SOLAR_PHYSICS_IDENTITY: Final = ModelIdentity(name="pvwatts_physics", version="1", alias=None)
+SOLAR_FITTED_IDENTITY: Final = ModelIdentity(name="solar", version="fitted_at_issue", alias=None)
+WEATHER_VALUES: Final = ("ghi", "dni", "dhi", "temp_air", "wind_speed", "cloud_cover")
 
 
 @dataclass(frozen=True)
@@ -77,9 +89,17 @@ def repo_path(path: Path) -> Path:
 
 
 def select_sites(
-    catalog: Sequence[SiteConfig], sessions: pl.DataFrame, *, wanted: Sequence[str] = ()
+    catalog: Sequence[SiteConfig],
+    sessions: pl.DataFrame,
+    *,
+    wanted: Sequence[str] = (),
+    solar_sites: Sequence[str] = (),
 ) -> list[SiteConfig]:
-    """Return the sites to process: ``wanted`` ones, else every catalog site with sessions."""
+    """Return the sites to process: ``wanted`` ones, else every catalog site with sessions.
+
+    Without ``wanted``, a site with a PV system whose weather or measured PV is in the lake
+    (its id, or its ``measured_pv_site``, among ``solar_sites``) is processed too.
+    """
     by_id = {site.site_id: site for site in catalog}
     if wanted:
         unknown = sorted(set(wanted) - set(by_id))
@@ -91,7 +111,90 @@ def select_sites(
             raise UnknownSiteError(msg)
         return [by_id[s] for s in wanted]
     present = set(sessions["site_id"].unique().to_list())
-    return [site for site in catalog if site.site_id in present]
+    solar = set(solar_sites)
+    return [
+        site
+        for site in catalog
+        if site.site_id in present
+        or (site.pv is not None and {site.site_id, measured_site(site)} & solar)
+    ]
+
+
+def has_sessions(sessions: pl.DataFrame, *, site: SiteConfig) -> bool:
+    """Whether ``sessions`` hold any session of ``site``."""
+    return not sessions.filter(pl.col("site_id") == site.site_id).is_empty()
+
+
+def read_site_solar(lake_dir: Path, *, site: SiteConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read a PV site's weather and measured PV from the lake (empty frames without PV)."""
+    if site.pv is None:
+        return pl.DataFrame(schema=WEATHER_SCHEMA), pl.DataFrame(schema=PV_SCHEMA)
+    weather = read_table(lake_dir, "weather", WEATHER_SCHEMA, sites=[site.site_id]).collect()
+    pv = read_table(lake_dir, "pv", PV_SCHEMA, sites=[measured_site(site)]).collect()
+    return weather, pv
+
+
+def resample_solar(
+    weather: pl.DataFrame, pv: pl.DataFrame, *, resolution: timedelta
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Average weather [W/m^2, degC, m/s] and measured PV [kW] over intervals of ``resolution``.
+
+    Forecast weather stays per issue: rows are grouped by ``kind`` and ``issued_at`` too.
+    """
+    start = pl.col("interval_start").dt.truncate(resolution)
+    weather = (
+        weather.group_by("site_id", "kind", "issued_at", start, maintain_order=True)
+        .agg(pl.col(WEATHER_VALUES).mean())
+        .sort("interval_start")
+    )
+    pv = (
+        pv.drop_nulls("pv_ac_kw")
+        .group_by("site_id", start, maintain_order=True)
+        .agg(pl.col("pv_ac_kw").mean())
+        .sort("interval_start")
+    )
+    return weather, pv
+
+
+def build_pv_target(
+    weather: pl.DataFrame,
+    pv: pl.DataFrame,
+    *,
+    site: SiteConfig,
+    issued_at: datetime,
+    interval_starts: pl.Series,
+    resolution: timedelta,
+) -> TargetForecast | None:
+    """Forecast a PV site's AC energy per interval [kWh] as a run target; None without PV.
+
+    :func:`forecasting.backtest.pv.forecast_pv` at the run's resolution: physics from weather
+    forecasts issued before ``issued_at`` (clear sky where none, marked in the fallback
+    reason), corrected by a model fitted on PV measured before ``issued_at`` where there is
+    enough. Quantiles are rounded like demand's, so reruns hash the same.
+    """
+    if site.pv is None:
+        return None
+    weather, pv = resample_solar(weather, pv, resolution=resolution)
+    frame, fitted = forecast_pv(
+        pv,
+        weather,
+        site=site,
+        issued_at=issued_at,
+        interval_starts=interval_starts,
+        resolution=resolution,
+    )
+    reasons = [] if fitted else ["too little measured PV before issue time: physics only"]
+    clear = int(frame["clear_sky"].sum())
+    if clear:
+        reasons.append(
+            f"no weather forecast issued before issue time for {clear} of {frame.height} "
+            "intervals: clear-sky PV there"
+        )
+    return TargetForecast(
+        frame.select("interval_start", pl.col("p10", "p50", "p90").round(PUBLISHED_DECIMALS)),
+        SOLAR_FITTED_IDENTITY if fitted else SOLAR_PHYSICS_IDENTITY,
+        "; ".join(reasons) or None,
+    )
 
 
 def build_interval_starts(
@@ -184,6 +287,8 @@ def train_demand(
     (a rerun changes nothing). A site whose data cannot train a model (e.g. too little
     history) is reported and keeps its current champion; a store error propagates.
     """
+    if not has_sessions(sessions, site=site):
+        return {"trained": False, "note": "no sessions: demand not trained (PV-only site)"}
     tracking = open_tracking(settings)
     name = build_model_name(site.site_id)
     try:
@@ -233,37 +338,71 @@ def build_baseline(
     return ServingModel(baseline, BASELINE_IDENTITY, reason)
 
 
+def build_demand_target(
+    serving: ServingModel | None,
+    sessions: pl.DataFrame,
+    *,
+    site: SiteConfig,
+    issued_at: datetime,
+    interval_starts: pl.Series,
+) -> TargetForecast:
+    """Forecast demand [kWh per interval]; 0 kWh, marked, without a serving model (PV-only)."""
+    if serving is None:
+        zeros = pl.DataFrame({"interval_start": interval_starts}).with_columns(
+            pl.lit(0.0).alias(q) for q in ("p10", "p50", "p90")
+        )
+        return TargetForecast(zeros, NO_DEMAND_IDENTITY, NO_DEMAND_REASON)
+    frame = serving.forecaster.predict(
+        sessions, site=site, issued_at=issued_at, interval_starts=interval_starts
+    )
+    return TargetForecast(
+        frame.select("interval_start", pl.col("p10", "p50", "p90").round(PUBLISHED_DECIMALS)),
+        serving.identity,
+        serving.fallback_reason,
+    )
+
+
 def build_forecast_run(
-    serving: ServingModel,
+    serving: ServingModel | None,
     sessions: pl.DataFrame,
     *,
     site: SiteConfig,
     issued_at: datetime,
     config: PipelineConfig,
+    weather: pl.DataFrame | None = None,
+    pv: pl.DataFrame | None = None,
 ) -> ForecastRun:
-    """Forecast a site's demand over the configured horizon as a run ready to publish."""
-    starts = build_interval_starts(
-        issued_at, horizon=config.forecast.horizon, resolution=config.forecast.resolution
+    """Forecast a site over the configured horizon as a run ready to publish.
+
+    Demand comes from ``serving`` (None: a PV-only site, demand 0 kWh, marked); a site with a
+    PV system also gets a ``pv`` target from its ``weather`` and measured ``pv`` (lake tables,
+    see :func:`build_pv_target`; absent frames mean none known, so clear-sky physics).
+    """
+    res = config.forecast.resolution
+    starts = build_interval_starts(issued_at, horizon=config.forecast.horizon, resolution=res)
+    targets = {
+        "demand": build_demand_target(
+            serving, sessions, site=site, issued_at=issued_at, interval_starts=starts
+        )
+    }
+    solar = build_pv_target(
+        weather if weather is not None else pl.DataFrame(schema=WEATHER_SCHEMA),
+        pv if pv is not None else pl.DataFrame(schema=PV_SCHEMA),
+        site=site,
+        issued_at=issued_at,
+        interval_starts=starts,
+        resolution=res,
     )
-    frame = serving.forecaster.predict(
-        sessions, site=site, issued_at=issued_at, interval_starts=starts
-    )
+    if solar is not None:
+        targets["pv"] = solar
     site_sessions = sessions.filter(pl.col("site_id") == site.site_id)
     cutoff = site_sessions["plug_out_at"].max() if site_sessions.height else None
     return ForecastRun(
         site_id=site.site_id,
         issued_at=issued_at,
         data_cutoff=cutoff if isinstance(cutoff, datetime) else issued_at,
-        resolution=config.forecast.resolution,
-        targets={
-            "demand": TargetForecast(
-                frame.select(
-                    "interval_start", pl.col("p10", "p50", "p90").round(PUBLISHED_DECIMALS)
-                ),
-                serving.identity,
-                serving.fallback_reason,
-            )
-        },
+        resolution=res,
+        targets=targets,
         expires_at=issued_at + timedelta(hours=config.forecast.valid_hours),
     )
 
@@ -286,11 +425,20 @@ def build_report(
     )
     for facts, publication, new in zip(trained, publications, published, strict=True):
         models = publication.targets["demand"].models["demand"]
+        solar = publication.targets.get("pv")
         report.sites[publication.site_id] = {
             **facts,
             "run_id": publication.run_id,
             "published": new,
             "model": f"{models.name} v{models.version}",
             "fallback_reason": publication.targets["demand"].fallback_reason,
+            **(
+                {
+                    "pv_model": f"{solar.models['pv'].name} v{solar.models['pv'].version}",
+                    "pv_fallback_reason": solar.fallback_reason,
+                }
+                if solar is not None
+                else {}
+            ),
         }
     return report

@@ -27,7 +27,7 @@ from forecasting.ingest.summary import IngestSummary
 from forecasting.ingest.weather import SolarRead, read_weather
 from forecasting.io.catalog import ingest_session_file, load_site_catalog
 from forecasting.io.forecast_store import open_store, publish_run
-from forecasting.io.lake import UpsertResult, read_table, upsert_table
+from forecasting.io.lake import UpsertResult, list_sites, read_table, upsert_table
 from forecasting.io.quarantine import write_quarantine
 from forecasting.pipeline_config import PipelineConfig, RetryOptions, Source
 from forecasting.publication.contract import Publication
@@ -139,6 +139,12 @@ def read_known_sessions(lake_dir: Path, *, issued_at: datetime) -> pl.DataFrame:
     )
 
 
+@task(name="read-solar-sites", cache_policy=NO_CACHE, **_IO)
+def read_solar_sites(lake_dir: Path) -> list[str]:
+    """Return the site ids with weather or measured PV in the lake."""
+    return sorted(set(list_sites(lake_dir, "weather")) | set(list_sites(lake_dir, "pv")))
+
+
 @task(name="check-sessions", cache_policy=NO_CACHE, **_CORE)
 def check_sessions(sessions: pl.DataFrame) -> int:
     """Check the sessions against the canonical schema; return how many there are."""
@@ -179,13 +185,22 @@ def forecast_site(
 ) -> Publication:
     """Forecast a site with its champion (or a marked baseline), ready to publish.
 
-    Loads the champion (I/O: this is why the task retries), forecasts, and derives the served
-    targets (net load, headroom) with :func:`build_publication`; nothing is stored here.
+    Loads the champion and, for a PV site, its weather and measured PV from the lake (I/O:
+    this is why the task retries), forecasts demand and PV, and derives the served targets
+    (net load, headroom) with :func:`build_publication`; nothing is stored here. A PV-only
+    site (no sessions) has no champion: its demand is published as 0 kWh, marked.
     """
-    serving = steps.load_serving_model(
-        sessions, site=site, issued_at=issued_at, config=config, settings=settings
+    serving = (
+        steps.load_serving_model(
+            sessions, site=site, issued_at=issued_at, config=config, settings=settings
+        )
+        if steps.has_sessions(sessions, site=site)
+        else None
     )
-    run = steps.build_forecast_run(serving, sessions, site=site, issued_at=issued_at, config=config)
+    weather, pv = steps.read_site_solar(settings.lake_dir, site=site)
+    run = steps.build_forecast_run(
+        serving, sessions, site=site, issued_at=issued_at, config=config, weather=weather, pv=pv
+    )
     return build_publication(run, site=site)
 
 

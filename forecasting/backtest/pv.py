@@ -98,6 +98,8 @@ def _fit_solar(
     observed = weather.filter(pl.col("kind") == "observation")
     history = observed if observed.height else select_weather(weather, issued_at=issued_at)[0]
     known = pv.filter(pl.col("interval_start") + res <= issued_at).drop_nulls("pv_ac_kw")
+    if known.is_empty():
+        return None
     daylight = build_pv_physics(
         history, site=site, interval_starts=known["interval_start"], resolution=res
     ).filter(pl.col("solar_zenith") < DAYLIGHT_ZENITH)
@@ -124,6 +126,55 @@ def _predict_solar(
         *(pl.col("pv_ac_kw").alias(q) for q in ("p10", "p50", "p90")),
         note=pl.lit("fallback to physics only: too little measured PV to fit the correction"),
     )
+
+
+def forecast_pv(
+    pv: pl.DataFrame,
+    weather: pl.DataFrame,
+    *,
+    site: SiteConfig,
+    issued_at: datetime,
+    interval_starts: pl.Series,
+    resolution: timedelta,
+) -> tuple[pl.DataFrame, bool]:
+    """PV forecast of one site issued at ``issued_at`` [kWh per interval], for publishing.
+
+    The same path as the ``solar`` backtest model: the correction is fitted on PV measured by
+    ``issued_at`` (physics only with too little of it). Unlike the backtest, observations never
+    stand in for future weather: only forecasts issued before ``issued_at`` are used, and
+    where there are none the clear-sky physics stands in and ``note`` says so.
+
+    Parameters
+    ----------
+    pv
+        The site's measured PV (``PV_SCHEMA``) at ``resolution``: ``pv_ac_kw`` [kW].
+    weather
+        The site's weather (``WEATHER_SCHEMA``) at ``resolution``.
+    site
+        The site with its ``pv`` system.
+    issued_at
+        Issue time [UTC].
+    interval_starts
+        Intervals to forecast [UTC].
+    resolution
+        Interval length.
+
+    Returns
+    -------
+    tuple[polars.DataFrame, bool]
+        ``interval_start``, ``p10``, ``p50``, ``p90`` [kWh], ``note`` and ``clear_sky`` (True
+        where no weather forecast covered the interval); and whether the correction was fitted
+        (False: physics only).
+    """
+    known, _ = select_weather(weather.filter(pl.col("kind") == "forecast"), issued_at=issued_at)
+    model = _fit_solar(weather, pv, site=site, issued_at=issued_at, res=resolution)
+    rows = _predict_solar(model, known, site=site, starts=interval_starts, res=resolution)
+    covered = known.drop_nulls("ghi")["interval_start"]
+    energy = rows.with_columns(
+        pl.col("p10", "p50", "p90") * _hours(resolution),
+        clear_sky=~pl.col("interval_start").is_in(covered.implode()),
+    )
+    return energy, model is not None
 
 
 def _predict_persistence(
