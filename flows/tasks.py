@@ -19,7 +19,7 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from flows import steps
+from flows import solar_steps, steps
 from forecasting.config import SiteConfig, SitesConfig, load_sites
 from forecasting.ingest.pv import read_pv
 from forecasting.ingest.solar_sources import load_weather_column_map
@@ -197,7 +197,7 @@ def forecast_site(
         if steps.has_sessions(sessions, site=site)
         else None
     )
-    weather, pv = steps.read_site_solar(settings.lake_dir, site=site)
+    weather, pv = solar_steps.read_site_solar(settings.lake_dir, site=site)
     run = steps.build_forecast_run(
         serving, sessions, site=site, issued_at=issued_at, config=config, weather=weather, pv=pv
     )

@@ -36,6 +36,9 @@ Target = Literal["demand", "pv", "net", "headroom"]
 TARGETS: Final[tuple[str, ...]] = ("demand", "pv", "net", "headroom")
 DEFAULT_VALIDITY: Final = timedelta(hours=6)
 QUANTILES: Final[tuple[str, ...]] = ("p10", "p50", "p90")
+PUBLISHED_DECIMALS: Final = 6
+"""Publishers round quantiles to 1e-6 of their unit, so that float summation-order noise of a
+rerun cannot change a run's content hash (and so publish a duplicate run)."""
 TARGET_FRAME_SCHEMA: Final[dict[str, pl.DataType]] = {
     "interval_start": UTC_DATETIME,
     "p10": pl.Float64(),
