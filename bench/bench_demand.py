@@ -33,17 +33,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd  # noqa: TID251 - mlforecast boundary (its polars path breaks on polars 2)
 import polars as pl
+from perth_data import read_perth_sessions
 
 from features.demand_series import build_demand_series, mark_outages
 from features.matrix import build_feature_matrix
 from forecasting.config import SiteConfig, load_sites
-from forecasting.ingest.sessions import read_sessions
 from models.demand import DemandForecaster
 from models.demand_config import DemandConfig, load_demand_config
 from models.demand_matrix import compute_history_days, restate_targets
 
 REPO = Path(__file__).resolve().parent.parent
-PERTH = REPO.parent / "shared" / "data" / "sessions" / "perth-kinross"
 TZ = "Europe/London"
 SEASONS = {
     "summer": (date(2019, 6, 1), date(2019, 8, 31)),  # the evaluation season (README figures)
@@ -82,21 +81,6 @@ NOTES = (
     "applies to them. `wall_s` is measured on a 2-core machine shared with other jobs; "
     "`cpu_s` (process CPU time) is the steadier figure.",
 )
-
-
-def read_perth_sessions() -> pl.DataFrame:
-    sites = load_sites(REPO / "configs" / "sites.toml")
-    frames: list[pl.DataFrame] = []
-    for path in sorted(PERTH.glob("*corrected.csv")):
-        read = read_sessions(
-            path,
-            fmt="chargeplace",
-            sites=sites,
-            ingested_at=datetime(2026, 1, 1, tzinfo=UTC),
-            known_sessions=pl.concat(frames) if frames else None,
-        )
-        frames.append(read.sessions)
-    return pl.concat(frames)
 
 
 def site_config(site_id: str) -> SiteConfig:

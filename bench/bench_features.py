@@ -33,34 +33,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+from perth_data import PERTH, read_perth_sessions
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PERTH = REPO.parent / "shared" / "data" / "sessions" / "perth-kinross"
 HOUR = timedelta(hours=1)
 YEAR = (datetime(2018, 9, 1, tzinfo=UTC), datetime(2019, 9, 1, tzinfo=UTC))
 WARMUP = timedelta(days=28)
 WARM_RUNS = 5
 SIDES: tuple[str, ...] = ("evcast", "mlforecast")
-
-
-def read_perth_sessions() -> pl.DataFrame:
-    from forecasting.config import load_sites
-    from forecasting.ingest.sessions import read_sessions
-
-    sites = load_sites(REPO / "configs" / "sites.toml")
-    frames: list[pl.DataFrame] = []
-    for path in sorted(PERTH.glob("*corrected.csv")):
-        read = read_sessions(
-            path,
-            fmt="chargeplace",
-            sites=sites,
-            ingested_at=datetime(2026, 1, 1, tzinfo=UTC),
-            known_sessions=pl.concat(frames) if frames else None,
-        )
-        frames.append(read.sessions)
-    return pl.concat(frames)
 
 
 def site_configs(sessions: pl.DataFrame) -> list:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from prefect import flow, unmapped
+from prefect import flow
 
 from flows import steps, tasks
 from flows.ingest import ingest_sources
@@ -58,26 +58,15 @@ def intraday_forecast(
     chosen = steps.select_sites(
         catalog, sessions, wanted=tuple(sites or config.forecast.sites), solar_sites=solar
     )
-    forecasts = tasks.with_io_retries(tasks.forecast_site, config.retries).map(
-        chosen,
-        sessions=unmapped(sessions),
-        issued_at=unmapped(issued),
-        config=unmapped(config),
-        settings=unmapped(settings),
-    )
-    ready = forecasts.result()
-    tasks.with_io_retries(tasks.open_forecast_store, config.retries)(settings.forecast_store_url)
-    published = tasks.with_io_retries(tasks.publish_forecast, config.retries).map(
-        ready,
-        store_url=unmapped(settings.forecast_store_url),
-        created_at=unmapped(datetime.now(UTC)),
+    ready, published = tasks.forecast_and_publish(
+        chosen, sessions=sessions, issued_at=issued, config=config, settings=settings
     )
     return steps.build_report(
         issued_at=issued,
         ingested=ingested,
         trained=[{} for _ in chosen],
         publications=ready,
-        published=published.result(),
+        published=published,
         settings=settings,
     )
 

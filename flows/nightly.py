@@ -71,27 +71,20 @@ def nightly_training(
         config=unmapped(config),
         settings=unmapped(settings),
     )
-    forecasts = tasks.with_io_retries(tasks.forecast_site, config.retries).map(
+    ready, published = tasks.forecast_and_publish(
         chosen,
-        sessions=unmapped(sessions),
-        issued_at=unmapped(issued_at),
-        config=unmapped(config),
-        settings=unmapped(settings),
+        sessions=sessions,
+        issued_at=issued_at,
+        config=config,
+        settings=settings,
         wait_for=[trained],
-    )
-    ready = forecasts.result()
-    tasks.with_io_retries(tasks.open_forecast_store, config.retries)(settings.forecast_store_url)
-    published = tasks.with_io_retries(tasks.publish_forecast, config.retries).map(
-        ready,
-        store_url=unmapped(settings.forecast_store_url),
-        created_at=unmapped(datetime.now(UTC)),
     )
     return steps.build_report(
         issued_at=issued_at,
         ingested=ingested,
         trained=trained.result(),
         publications=ready,
-        published=published.result(),
+        published=published,
         settings=settings,
     )
 

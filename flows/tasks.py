@@ -10,12 +10,12 @@ upserts by key, the forecast store keys runs on a content hash).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TypeVar
 
 import polars as pl
-from prefect import Task, task
+from prefect import Task, task, unmapped
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
@@ -215,3 +215,35 @@ def open_forecast_store(store_url: str) -> str:
 def publish_forecast(publication: Publication, *, store_url: str, created_at: datetime) -> bool:
     """Store a run atomically; False when the same run was already published."""
     return publish_run(open_store(store_url), publication, created_at=created_at)
+
+
+def forecast_and_publish(
+    chosen: list[SiteConfig],
+    *,
+    sessions: pl.DataFrame,
+    issued_at: datetime,
+    config: PipelineConfig,
+    settings: Settings,
+    wait_for: list[object] | None = None,
+) -> tuple[list[Publication], list[bool]]:
+    """Map forecasting over the sites, then publish each run; shared by nightly and intraday.
+
+    Runs inside a flow: forecasts are mapped tasks, the store is opened once before the
+    parallel publishers, and each publication is its own retried I/O task.
+    """
+    forecasts = with_io_retries(forecast_site, config.retries).map(
+        chosen,
+        sessions=unmapped(sessions),
+        issued_at=unmapped(issued_at),
+        config=unmapped(config),
+        settings=unmapped(settings),
+        wait_for=wait_for,
+    )
+    ready = forecasts.result()
+    with_io_retries(open_forecast_store, config.retries)(settings.forecast_store_url)
+    published = with_io_retries(publish_forecast, config.retries).map(
+        ready,
+        store_url=unmapped(settings.forecast_store_url),
+        created_at=unmapped(datetime.now(UTC)),
+    )
+    return ready, published.result()
