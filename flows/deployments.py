@@ -19,6 +19,7 @@ threads.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from prefect import serve
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
@@ -55,7 +56,9 @@ def build_deployments(config: PipelineConfig, *, config_file: Path) -> list[Runn
         tags=[*schedules.tags, "intraday"],
         description="Forecast every site with its champion (or a marked baseline); publish.",
     )
-    return [nightly, intraday]
+    # called outside an event loop, to_deployment returns the deployment itself (its
+    # annotation also covers the awaitable it returns inside one)
+    return [cast(RunnerDeployment, nightly), cast(RunnerDeployment, intraday)]
 
 
 def serve_deployments(*, config_file: Path | None = None) -> None:

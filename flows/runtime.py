@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
@@ -41,7 +41,7 @@ def resolve_runner_options(
     return options
 
 
-def build_task_runner(options: RunnerOptions) -> TaskRunner:
+def build_task_runner(options: RunnerOptions) -> TaskRunner[Any]:
     """Return the task runner of ``options``: threads, an existing Dask cluster or a LocalCluster.
 
     Parameters
@@ -69,6 +69,6 @@ def build_task_runner(options: RunnerOptions) -> TaskRunner:
     )
 
 
-def default_task_runner() -> TaskRunner:
+def default_task_runner() -> TaskRunner[Any]:
     """Return the runner flows are declared with: threads, or Dask if the environment says so."""
     return build_task_runner(resolve_runner_options(RunnerOptions()))

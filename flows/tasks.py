@@ -9,10 +9,10 @@ upserts by key, the forecast store keys runs on a content hash).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypedDict, TypeVar
 
 import polars as pl
 from prefect import Task, task, unmapped
@@ -44,8 +44,19 @@ from forecasting.settings import Settings
 
 T = TypeVar("T")
 
-_IO: Final = {"retries": 3, "retry_delay_seconds": exponential_backoff(backoff_factor=2.0)}
-_CORE: Final = {"retries": 0}
+
+class _RetryKeywords(TypedDict, total=False):
+    """Retry keywords of ``prefect.task`` (typed, so the decorated tasks keep their types)."""
+
+    retries: int
+    retry_delay_seconds: Callable[[int], list[float]]
+
+
+_IO: Final[_RetryKeywords] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2.0),
+}
+_CORE: Final[_RetryKeywords] = {"retries": 0}
 
 
 def with_io_retries(io_task: Task[..., T], options: RetryOptions) -> Task[..., T]:
@@ -224,7 +235,7 @@ def forecast_and_publish(
     issued_at: datetime,
     config: PipelineConfig,
     settings: Settings,
-    wait_for: list[object] | None = None,
+    wait_for: list[Any] | None = None,
 ) -> tuple[list[Publication], list[bool]]:
     """Map forecasting over the sites, then publish each run; shared by nightly and intraday.
 

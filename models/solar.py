@@ -15,8 +15,8 @@ All functions are pure; the weather passed in is what the caller allows the mode
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Final, Self
+from datetime import datetime, timedelta
+from typing import Final, Self, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -199,7 +199,8 @@ class SolarForecaster:
         """Fit the three models and the conformal shifts [-] (in clear-sky units)."""
         x = _matrix(train)
         residual = (train["pv_ac_kw"] - train["pv_phys_kw"]).to_numpy()
-        start = train["interval_start"].max() - timedelta(days=self.calibration_days)
+        latest = cast(datetime, train["interval_start"].max())
+        start = latest - timedelta(days=self.calibration_days)
         held = (train["interval_start"] >= start).to_numpy() if self.calibration_days else None
         self.lower_shift_, self.upper_shift_, self.n_calibration_ = 0.0, 0.0, 0
         if held is None or held.all() or not held.any():
