@@ -65,8 +65,81 @@ def _holidays(
     return tuple(sorted(holidays.country_holidays(country, subdiv=subdivision, years=years)))
 
 
-def _is_day_off(day: pl.Expr, holidays_: pl.Series) -> pl.Expr:
-    return (day.dt.weekday() >= 6) | day.is_in(holidays_.implode())
+_US_PER_DAY: Final = 86_400_000_000
+_US_PER_MINUTE: Final = 60_000_000
+
+
+def _days_off(days: np.ndarray, holidays_: np.ndarray) -> np.ndarray:
+    """Whether each day [days since 1970-01-01] is a Saturday, Sunday or holiday."""
+    return ((days + 3) % 7 >= 5) | np.isin(days, holidays_)
+
+
+def _holiday_flags(days: np.ndarray, *, site: SiteConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per local day [days since 1970-01-01]: public holiday, bridge day (see below)."""
+    found = np.zeros(0, dtype=np.int64)
+    if days.size:
+        first, last = (
+            date(1970, 1, 1) + timedelta(days=int(d) + k)
+            for d, k in ((days.min(), -1), (days.max(), 1))
+        )
+        found = holiday_dates(site, first=first, last=last).to_physical().to_numpy()
+    off_before, off_after = _days_off(days - 1, found), _days_off(days + 1, found)
+    bridge = ~_days_off(days, found) & off_before & off_after
+    bridge &= np.isin(days - 1, found) | np.isin(days + 1, found)
+    return np.isin(days, found), bridge
+
+
+def compute_calendar_arrays(interval_us: np.ndarray, *, site: SiteConfig) -> dict[str, np.ndarray]:
+    """Return :data:`CALENDAR_FEATURE_COLUMNS` of UTC times, as arrays.
+
+    Parameters
+    ----------
+    interval_us
+        UTC timestamps [us since epoch]; best unique (each is computed on its own).
+    site
+        Gives the time zone, country and subdivision.
+
+    Returns
+    -------
+    dict
+        One array per column, as :func:`add_calendar_features` describes them.
+    """
+    # wall-clock time as if it were UTC: fields are then plain integer arithmetic
+    local_us = (
+        pl.Series(interval_us, dtype=pl.Int64)
+        .cast(pl.Datetime("us", "UTC"))
+        .dt.convert_time_zone(site.timezone)
+        .dt.replace_time_zone(None)
+        .dt.epoch("us")
+        .to_numpy()
+    )
+    days = local_us // _US_PER_DAY
+    minute_of_day = local_us % _US_PER_DAY // _US_PER_MINUTE
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    day = days.astype("datetime64[D]")
+    year_start = day.astype("datetime64[Y]")
+    month = (day.astype("datetime64[M]") - year_start.astype("datetime64[M]")).astype(np.int64)
+    day_of_year = (day - year_start.astype("datetime64[D]")).astype(np.int64) + 1
+    year = year_start.astype(np.int64) + 1970
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    holiday, bridge = _holiday_flags(days, site=site)
+    hour = minute_of_day // 60
+    # trigonometry in numpy: several times faster than polars' sin/cos here
+    time_angle = (hour * 60.0 + minute_of_day % 60) / 1440.0 * _TAU
+    day_angle = (day_of_year - 1.0) / np.where(leap, 366.0, 365.0) * _TAU
+    return {
+        "hour": hour.astype(np.int8),
+        "day_of_week": weekday.astype(np.int8),
+        "is_weekend": weekday >= 5,
+        "month": (month + 1).astype(np.int8),
+        "day_of_year": day_of_year.astype(np.int16),
+        "time_of_day_sin": np.sin(time_angle),
+        "time_of_day_cos": np.cos(time_angle),
+        "day_of_year_sin": np.sin(day_angle),
+        "day_of_year_cos": np.cos(day_angle),
+        "is_holiday": holiday,
+        "is_bridge_day": bridge,
+    }
 
 
 def add_calendar_features(
@@ -77,7 +150,7 @@ def add_calendar_features(
     Parameters
     ----------
     frame
-        Any frame with the UTC timestamp ``column``.
+        Any frame with the UTC timestamp ``column`` (no nulls).
     site
         Gives the time zone, country and subdivision.
     column
@@ -92,45 +165,10 @@ def add_calendar_features(
         ``is_holiday`` (public holiday) and ``is_bridge_day`` (a working day between two days
         off, at least one of them a holiday).
     """
-    # naive wall-clock time: field extraction on it avoids a time-zone lookup per field
-    local = pl.col(column).dt.convert_time_zone(site.timezone).dt.replace_time_zone(None)
-    frame = frame.with_columns(local.dt.date().alias("_local_date"), local.alias("_local"))
-    dates = frame["_local_date"].drop_nulls().unique().sort().to_list()
-    first, last = (dates[0], dates[-1]) if dates else (date.max, date.min)
-    found = holiday_dates(site, first=first - timedelta(days=1), last=last + timedelta(days=1))
-    day = pl.col("_local_date")
-    one = pl.duration(days=1)
-    holiday = day.is_in(found.implode())
-    neighbour_holiday = (day - one).is_in(found.implode()) | (day + one).is_in(found.implode())
-    working = ~_is_day_off(day, found)
-    frame = frame.with_columns(
-        pl.col("_local").dt.hour().cast(pl.Int8).alias("hour"),
-        (pl.col("_local").dt.weekday() - 1).cast(pl.Int8).alias("day_of_week"),
-        (pl.col("_local").dt.weekday() >= 6).alias("is_weekend"),
-        pl.col("_local").dt.month().cast(pl.Int8).alias("month"),
-        pl.col("_local").dt.ordinal_day().cast(pl.Int16).alias("day_of_year"),
-        pl.col("_local").dt.minute().cast(pl.Int16).alias("_minute"),
-        pl.col("_local").dt.is_leap_year().alias("_leap"),
-        holiday.alias("is_holiday"),
-        (
-            working
-            & _is_day_off(day - one, found)
-            & _is_day_off(day + one, found)
-            & neighbour_holiday
-        ).alias("is_bridge_day"),
-    )
-    # trigonometry in numpy: several times faster than polars' sin/cos here
-    time_angle = (frame["hour"].to_numpy() * 60.0 + frame["_minute"].to_numpy()) / 1440.0 * _TAU
-    year_days = np.where(frame["_leap"].to_numpy(), 366.0, 365.0)
-    day_angle = (frame["day_of_year"].to_numpy() - 1.0) / year_days * _TAU
-    trig = {
-        "time_of_day_sin": np.sin(time_angle),
-        "time_of_day_cos": np.cos(time_angle),
-        "day_of_year_sin": np.sin(day_angle),
-        "day_of_year_cos": np.cos(day_angle),
-    }
-    temporary = ("_local_date", "_local", "_minute", "_leap")
-    others = [c for c in frame.columns if c not in (*temporary, *CALENDAR_FEATURE_COLUMNS)]
-    return frame.with_columns(pl.Series(name, values) for name, values in trig.items()).select(
-        *others, *CALENDAR_FEATURE_COLUMNS
+    times = frame[column].cast(pl.Datetime("us", "UTC")).dt.epoch("us").to_numpy()
+    unique, inverse = np.unique(times, return_inverse=True)
+    arrays = compute_calendar_arrays(unique, site=site)
+    others = [c for c in frame.columns if c not in CALENDAR_FEATURE_COLUMNS]
+    return frame.select(others).with_columns(
+        pl.Series(name, values[inverse]) for name, values in arrays.items()
     )

@@ -11,7 +11,12 @@ and those in-flight corrections are few (sessions plugged in across ``T``), so t
 computed on the full series with cumulative sums and gathers, then corrected exactly, pair by
 pair ``(T, j)``, without a Python loop over issue times. Several sites are computed in the
 same pass, on one dense (site, interval) grid with a shared origin (the zeros before a site's
-first session change no value), so there is no Python loop over sites either.
+first session change no value), so there is no Python loop over sites either. The grid and the
+corrections are built in :mod:`features.known_series`.
+
+No feature looks further back than :data:`LOOKBACK` (the longest window plus 64 half-lives of
+the EWM level), so sessions that ended earlier may be left out (``earlier``): the features are
+then the same but for the rounding of sums and the EWM level's start (weight 2^-64).
 
 Intervals before the first plug-in of any session known at ``T`` are "no history yet": lags
 there are null and rolling windows are clipped to the known history (null when empty).
@@ -30,12 +35,19 @@ Features (all [kWh] per interval unless stated)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
 import numpy as np
 import polars as pl
+
+from features.known_series import (
+    NO_HISTORY,
+    EarlierSessions,
+    KnownSeries,
+    SiteContributions,
+    build_known_series,
+)
 
 LAGS: Final[dict[str, timedelta]] = {
     "lag_1d": timedelta(days=1),
@@ -64,116 +76,17 @@ LAG_FEATURE_COLUMNS: Final[tuple[str, ...]] = (
 """Columns added by :func:`add_lag_features`, in order."""
 
 _US: Final = timedelta(microseconds=1)
-_NO_HISTORY: Final = np.iinfo(np.int64).max
-
-
-@dataclass(frozen=True)
-class SiteContributions:
-    """Session contributions of several sites as arrays (one entry per session and interval).
-
-    ``site`` numbers the sites from 0; times are [us since epoch].
-    """
-
-    site: np.ndarray  # site number [-]
-    start_us: np.ndarray  # interval start [us]
-    known_us: np.ndarray  # the session's plug_out_at [us]
-    energy: np.ndarray  # [kWh]
-    arrival: np.ndarray  # True in the session's plug-in interval
-
-
-@dataclass(frozen=True)
-class KnownSeries:
-    """Full series of every site on one dense grid plus the in-flight corrections per issue.
-
-    Built by :func:`build_known_series`; interval ``k`` starts at ``origin_us + k * step_us``
-    for every site. A cell is a (site, issue) pair, numbered ``site * issues + issue``.
-    """
-
-    origin_us: int  # start of interval 0 [us since epoch]
-    step_us: int
-    full: np.ndarray  # energy per site and interval [kWh], shape (sites, n)
-    issues_us: np.ndarray  # sorted unique issue times [us since epoch]
-    ended: np.ndarray  # per cell: number of intervals ended by its issue time (b_T)
-    cell_site: np.ndarray  # per cell: site number
-    history: np.ndarray  # per cell: first interval of known history (_NO_HISTORY if none)
-    last_end_us: np.ndarray  # per cell: latest known plug_out_at [us], -1 if none
-    pair_cell: np.ndarray  # correction pairs: cell
-    pair_interval: np.ndarray  # correction pairs: interval index
-    pair_energy: np.ndarray  # correction pairs: energy of unknown sessions [kWh]
-
-
-_FIELDS: Final = ("site", "start_us", "known_us", "energy", "arrival")
+EWM_WARMUP_HALF_LIVES: Final = 64
+"""Half-lives of data the EWM level sees before the longest window: older data weighs 2^-64."""
+LOOKBACK: Final = max(*LAGS.values(), *ROLLING_MEANS.values(), *ROLLING_MAXIMA.values()) + (
+    EWM_WARMUP_HALF_LIVES * max(EWM_HALF_LIVES.values())
+)
+"""How far before an issue time the features look: sessions that ended earlier than this may
+be left out of the contributions (see :class:`features.known_series.EarlierSessions`)."""
 
 
 def _to_us(values: pl.Series) -> np.ndarray:
     return values.dt.epoch("us").to_numpy().astype(np.int64)
-
-
-def _history(
-    parts: SiteContributions, interval: np.ndarray, *, sites: int, issues_us: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell: first interval of the known sessions, latest known plug-out."""
-    # each session has exactly one contribution flagged as its arrival: its first interval
-    site, known_us = parts.site[parts.arrival], parts.known_us[parts.arrival]
-    count = issues_us.size + 1
-    # a session is known from the first issue time after its plug-out on: bin it there
-    cell = site * count + np.searchsorted(issues_us, known_us, side="right")
-    first = np.full(sites * count, _NO_HISTORY, dtype=np.int64)
-    np.minimum.at(first, cell, interval[parts.arrival])
-    last = np.full(sites * count, -1, dtype=np.int64)
-    np.maximum.at(last, cell, known_us)
-    # then carry the earliest start and latest plug-out forward over the issue times
-    history = np.minimum.accumulate(first.reshape(sites, count), axis=1)[:, :-1]
-    last_end = np.maximum.accumulate(last.reshape(sites, count), axis=1)[:, :-1]
-    return history.ravel(), last_end.ravel()
-
-
-def _correction_pairs(
-    parts: SiteContributions, interval: np.ndarray, *, step_us: int, origin_us: int,
-    issues_us: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Pairs (cell, interval, energy) of contributions ended by T but of sessions unknown at T."""
-    ends_us = origin_us + (interval + 1) * step_us
-    low = np.searchsorted(issues_us, ends_us, side="left")  # first T >= interval end
-    high = np.searchsorted(issues_us, parts.known_us, side="right")  # T <= known_at
-    counts = np.clip(high - low, 0, None)
-    rows = np.repeat(np.arange(counts.size), counts)
-    offsets = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    cell = parts.site[rows] * issues_us.size + low[rows] + offsets
-    return cell, interval[rows], parts.energy[rows]
-
-
-def build_known_series(
-    parts: SiteContributions, *, sites: int, issues_us: np.ndarray, step_us: int
-) -> KnownSeries:
-    """Prepare the full series of ``sites`` sites and the exact in-flight corrections.
-
-    ``issues_us`` are the sorted unique issue times [us since epoch], shared by all sites.
-    """
-    if parts.site.size == 0 or issues_us.size == 0:
-        origin = int(issues_us[0]) // step_us * step_us if issues_us.size else 0
-        keep = np.zeros(parts.site.size, dtype=bool)
-        parts = SiteContributions(*(getattr(parts, f)[keep] for f in _FIELDS))
-    else:
-        origin = int(parts.start_us.min())
-    ended = np.clip((issues_us - origin) // step_us, 0, None)
-    n = int(ended.max()) if ended.size else 0
-    interval = (parts.start_us - origin) // step_us
-    inside = interval < n
-    full = np.bincount(
-        parts.site[inside] * n + interval[inside], weights=parts.energy[inside],
-        minlength=sites * n,
-    ).reshape(sites, n)  # fmt: skip
-    history, last_end = _history(parts, interval, sites=sites, issues_us=issues_us)
-    kept = SiteContributions(*(getattr(parts, f)[inside] for f in _FIELDS))
-    pair_cell, pair_interval, pair_energy = _correction_pairs(
-        kept, interval[inside], step_us=step_us, origin_us=origin, issues_us=issues_us
-    )
-    return KnownSeries(
-        origin, step_us, full, issues_us, np.tile(ended, sites),
-        np.repeat(np.arange(sites), issues_us.size), history, last_end,
-        pair_cell, pair_interval, pair_energy,
-    )  # fmt: skip
 
 
 def _window_start(known: KnownSeries, width: int) -> np.ndarray:
@@ -197,11 +110,16 @@ def _rolling_mean(known: KnownSeries, cumulative: np.ndarray, width: int) -> np.
 def _rolling_max(known: KnownSeries, width: int) -> np.ndarray:
     _sites, n = known.full.shape
     start = np.minimum(_window_start(known, width), known.ended)
-    flat = np.append(known.full.ravel(), 0.0)
+    flat = known.full.ravel()
+    if flat.size == 0:
+        return np.full(start.size, np.nan)
     bounds = np.stack((known.cell_site * n + start, known.cell_site * n + known.ended), axis=1)
-    # maximum over [start, ended) of each cell in one C pass; odd slices are ignored
-    result = np.maximum.reduceat(flat, bounds.ravel())[::2] if flat.size > 1 else start * 0.0
-    result = np.where(known.ended > start, result, np.nan)
+    # maximum over [start, ended) of each cell in one C pass; odd slices are ignored. A window
+    # that ends the grid is cut one short (reduceat needs indices inside), so add that value
+    result = np.maximum.reduceat(flat, np.minimum(bounds.ravel(), flat.size - 1))[::2]
+    at_end = bounds[:, 1] == flat.size
+    result[at_end] = np.maximum(result[at_end], flat[-1])
+    result[known.ended <= start] = np.nan
     in_window = known.pair_interval >= known.ended[known.pair_cell] - width
     corrected = np.unique(known.pair_cell[in_window])
     if corrected.size:  # cells with sessions unknown at T inside the window: exactly
@@ -215,8 +133,10 @@ def _corrected_max(
     """Window maxima of ``cells`` after subtracting the energy of sessions unknown at T."""
     base = known.ended[cells] - width
     index = base[:, None] + np.arange(width)[None, :]
-    padded = np.concatenate((known.full, np.zeros((known.full.shape[0], 1))), axis=1)
-    values = padded[known.cell_site[cells][:, None], np.clip(index, 0, known.full.shape[1])]
+    n = known.full.shape[1]
+    # positions before the grid are clipped here and excluded by ``valid`` below
+    position = known.cell_site[cells][:, None] * n + index
+    values = np.take(known.full.ravel(), position, mode="clip")
     row = np.searchsorted(cells, known.pair_cell[in_window])
     column = known.pair_interval[in_window] - base[row]
     np.subtract.at(values, (row, column), known.pair_energy[in_window])
@@ -227,16 +147,18 @@ def _corrected_max(
 
 def _ewm_level(known: KnownSeries, half_life: int) -> np.ndarray:
     alpha = 1.0 - 0.5 ** (1.0 / half_life)
-    sites, n = known.full.shape
-    padded = np.concatenate((np.zeros((sites, 1)), known.full), axis=1)
-    levels = np.stack(  # per site: faster here than one ewm_mean(...).over("site")
-        [pl.Series(row).ewm_mean(alpha=alpha, adjust=False).to_numpy() for row in padded]
-    ).reshape(sites, n + 1)
-    level = levels[known.cell_site, known.ended]
+    issues = known.issues_us.size
+    level = np.zeros(known.ended.size)
+    padded = np.zeros(known.full.shape[1] + 1)
+    for site, row in enumerate(known.full):  # per site: faster than one ewm_mean().over()
+        padded[1:] = row
+        levels = pl.Series(padded).ewm_mean(alpha=alpha, adjust=False).to_numpy()
+        cells = slice(site * issues, (site + 1) * issues)  # the cells of a site are consecutive
+        level[cells] = levels[known.ended[cells]]
     lag = known.ended[known.pair_cell] - 1 - known.pair_interval
     weights = alpha * (1.0 - alpha) ** lag * known.pair_energy
     level = level - np.bincount(known.pair_cell, weights=weights, minlength=level.size)
-    return np.where(known.history == _NO_HISTORY, np.nan, level)
+    return np.where(known.history == NO_HISTORY, np.nan, level)
 
 
 _PairSums = tuple[np.ndarray, np.ndarray, int, np.ndarray]
@@ -256,34 +178,40 @@ def _pair_sums(known: KnownSeries) -> _PairSums:
 
 
 def _lag_values(
-    known: KnownSeries,
-    *,
-    cell: np.ndarray,
-    target: np.ndarray,
-    lag: int,
-    pairs: _PairSums,
+    known: KnownSeries, rows: dict[str, np.ndarray], *, lag: int, pairs: _PairSums
 ) -> np.ndarray:
-    interval = target - lag
-    valid = (interval >= known.history[cell]) & (interval < known.ended[cell])
-    n = known.full.shape[1]
-    if n == 0:
-        return np.full(interval.size, np.nan)
-    values = np.where(valid, known.full[known.cell_site[cell], np.clip(interval, 0, n - 1)], np.nan)
-    keys, sums, modulus, corrected = pairs
-    rows = np.flatnonzero(valid & corrected[cell])  # rows whose cell has corrections
-    if rows.size == 0:
+    """One lag column: ``full`` at ``target - lag`` where known, minus unknown sessions' energy.
+
+    ``rows`` holds per row its ``cell``, ``target`` interval, ``flat`` position of the target
+    in ``known.full``, its cell's ``history`` and ``ended`` and ``corrected`` flag; ``buffer``
+    is scratch space of one int64 per row (few fresh arrays: page faults cost more than work).
+    """
+    # the interval target - lag is known when it ended by T and lies in the known history
+    interval = np.subtract(rows["target"], lag, out=rows["buffer"])
+    invalid = interval < rows["history"]
+    invalid |= interval >= rows["ended"]
+    if known.full.size == 0:
+        return np.full(invalid.size, np.nan)
+    position = np.subtract(rows["flat"], lag, out=rows["buffer"])
+    # out-of-range positions are clipped (and then masked): no bounds check per row
+    values = np.take(known.full.ravel(), position, mode="clip")
+    values[invalid] = np.nan
+    keys, sums, modulus, _corrected = pairs
+    hit_rows = np.flatnonzero(~invalid & rows["corrected"])  # rows whose cell has corrections
+    if hit_rows.size == 0:
         return values
-    query = cell[rows] * modulus + interval[rows]
+    query = rows["cell"][hit_rows] * modulus + rows["target"][hit_rows] - lag
     position = np.clip(np.searchsorted(keys, query), 0, keys.size - 1)
     hit = keys[position] == query
-    values[rows[hit]] -= sums[position[hit]]
+    values[hit_rows[hit]] -= sums[position[hit]]
     return values
 
 
 def _issue_level_features(known: KnownSeries, step: timedelta) -> dict[str, np.ndarray]:
     width = {name: window // step for name, window in {**ROLLING_MEANS, **ROLLING_MAXIMA}.items()}
-    sites = known.full.shape[0]
-    cumulative = np.concatenate((np.zeros((sites, 1)), np.cumsum(known.full, axis=1)), axis=1)
+    sites, n = known.full.shape
+    cumulative = np.zeros((sites, n + 1))
+    np.cumsum(known.full, axis=1, out=cumulative[:, 1:])
     features = {name: _rolling_mean(known, cumulative, width[name]) for name in ROLLING_MEANS}
     features |= {name: _rolling_max(known, width[name]) for name in ROLLING_MAXIMA}
     features |= {
@@ -363,7 +291,7 @@ def compute_lag_features(
     )
 
 
-def compute_site_lag_features(
+def compute_site_lag_columns(
     site: np.ndarray,
     issue: np.ndarray,
     interval_us: np.ndarray,
@@ -372,7 +300,8 @@ def compute_site_lag_features(
     contributions: SiteContributions,
     sites: int,
     resolution: timedelta,
-) -> dict[str, np.ndarray]:
+    earlier: EarlierSessions | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """Compute :data:`LAG_FEATURE_COLUMNS` of several sites in one pass over their arrays.
 
     Parameters
@@ -389,21 +318,61 @@ def compute_site_lag_features(
         Number of sites.
     resolution
         Interval length of the grid.
+    earlier
+        Sessions left out of ``contributions`` because they ended at least :data:`LOOKBACK`
+        before the first issue time (default: none were). The EWM level then starts from zero
+        at that point instead of at the first session: a difference below 2^-64 of the level.
 
     Returns
     -------
-    dict
-        Per column of :data:`LAG_FEATURE_COLUMNS`, one value per row (NaN marks "no value").
+    tuple
+        The lags (:data:`LAGS`), one value per row; the other columns one value per
+        (site, issue) cell; each row's cell (so a column's rows are ``values[cell]``). NaN
+        marks "no value". Gathering the cell columns late (e.g. in polars) saves memory.
     """
     step_us = resolution // _US
-    known = build_known_series(contributions, sites=sites, issues_us=issues_us, step_us=step_us)
+    known = build_known_series(
+        contributions, sites=sites, issues_us=issues_us, step_us=step_us, earlier=earlier
+    )
     cell = site * issues_us.size + issue
     target = (interval_us - known.origin_us) // step_us
     pairs = _pair_sums(known)
+    flat = site * known.full.shape[1] + target
+    rows = {
+        "cell": cell,
+        "target": target,
+        "flat": flat,
+        "history": np.take(known.history, cell),
+        "ended": np.take(known.ended, cell),
+        "corrected": np.take(pairs[3], cell),
+        "buffer": np.empty_like(flat),
+    }
     columns = {
-        name: _lag_values(known, cell=cell, target=target, lag=lag // resolution, pairs=pairs)
+        name: _lag_values(known, rows, lag=lag // resolution, pairs=pairs)
         for name, lag in LAGS.items()
     }
     per_cell = _issue_level_features(known, resolution)
-    columns |= {name: values[cell] for name, values in per_cell.items()}
-    return columns
+    return columns, per_cell, cell
+
+
+def compute_site_lag_features(
+    site: np.ndarray,
+    issue: np.ndarray,
+    interval_us: np.ndarray,
+    *,
+    issues_us: np.ndarray,
+    contributions: SiteContributions,
+    sites: int,
+    resolution: timedelta,
+    earlier: EarlierSessions | None = None,
+) -> dict[str, np.ndarray]:
+    """Compute :data:`LAG_FEATURE_COLUMNS` of several sites in one pass over their arrays.
+
+    Parameters and result as for :func:`compute_site_lag_columns`, every column as one array
+    per row (NaN marks "no value").
+    """
+    rows, per_cell, cell = compute_site_lag_columns(
+        site, issue, interval_us, issues_us=issues_us, contributions=contributions,
+        sites=sites, resolution=resolution, earlier=earlier,
+    )  # fmt: skip
+    return rows | {name: np.take(values, cell) for name, values in per_cell.items()}

@@ -18,6 +18,10 @@ slightly low; a caller that cares drops rows whose target ends within a day of `
 
 Features never depend on the target: every feature of a row uses only what was known at its
 ``issued_at`` (see the modules of :mod:`features`), whatever sessions are passed.
+
+Only the sessions the rows need are split into interval contributions
+(:func:`features.demand_columns.select_sessions`): a year of issue times from three years of
+sessions costs about as much as a year and three months.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ from typing import Final
 import numpy as np
 import polars as pl
 
-from features.calendar import CALENDAR_FEATURE_COLUMNS, add_calendar_features
-from features.demand_series import Allocation, check_resolution, compute_contribution_arrays
-from features.lags import LAG_FEATURE_COLUMNS, SiteContributions, compute_site_lag_features
-from features.outages import compute_outage_masks
+from features.calendar import CALENDAR_FEATURE_COLUMNS, compute_calendar_arrays
+from features.demand_columns import compute_demand_columns
+from features.demand_series import Allocation, check_resolution
+from features.lags import LAG_FEATURE_COLUMNS
 from features.site import SITE_FEATURE_COLUMNS, build_site_feature_frame
 from features.solar_geometry import SOLAR_FEATURE_COLUMNS, add_solar_geometry
 from features.weather import WEATHER_FEATURE_COLUMNS, add_weather_features
@@ -92,108 +96,20 @@ def build_targets(
         ``issued_at``, ``interval_start`` (grid intervals starting at or after
         ``issued_at``), ``step`` [-] 0-based horizon step.
     """
-    first = (pl.col("issued_at") - _ONE_US).dt.truncate(resolution) + resolution
-    last = (pl.col("issued_at") + horizon - _ONE_US).dt.truncate(resolution)
-    return (
-        pl.DataFrame({"issued_at": issue_times})
-        .with_columns(first.alias("_first"), last.alias("_last"))
-        .filter(pl.col("_last") >= pl.col("_first"))
-        .with_columns(
-            pl.datetime_ranges("_first", "_last", resolution).alias("interval_start"),
-        )
-        .explode("interval_start")
-        .select(
-            "issued_at",
-            "interval_start",
-            (
-                (pl.col("interval_start") - pl.col("_first")).dt.total_microseconds()
-                // (resolution // _ONE_US)
-            )
-            .cast(pl.Int32)
-            .alias("step"),
-        )
+    step = resolution // _ONE_US
+    issued = issue_times.cast(UTC_DATETIME).dt.epoch("us").to_numpy()
+    first = ((issued - 1) // step + 1) * step  # first interval starting at or after issued_at
+    last = (issued + horizon // _ONE_US - 1) // step * step
+    counts = np.maximum((last - first) // step + 1, 0)
+    rows = np.repeat(np.arange(issued.size), counts)
+    steps = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    return pl.DataFrame(
+        [
+            issue_times.gather(rows).alias("issued_at"),
+            pl.Series("interval_start", first[rows] + steps * step).cast(UTC_DATETIME),
+            pl.Series("step", steps, dtype=pl.Int32),
+        ]
     )
-
-
-def _sessions_of(
-    sessions: pl.LazyFrame | pl.DataFrame, sites: Sequence[SiteConfig], *, allocation: str
-) -> pl.DataFrame:
-    """Sessions of ``sites``; front-loaded: a missing rated power is the site's highest."""
-    frame = (
-        sessions.lazy()
-        .filter(pl.col("site_id").is_in([site.site_id for site in sites]))
-        .with_columns(pl.col("plug_in_at", "plug_out_at").cast(UTC_DATETIME))
-    )
-    if allocation == "front_loaded":
-        rated = pl.DataFrame(
-            {
-                "site_id": [site.site_id for site in sites],
-                "_rated_kw": [
-                    max((g.power_kw for g in site.chargers), default=None) for site in sites
-                ],
-            },
-            schema={"site_id": pl.String, "_rated_kw": pl.Float64},
-        )
-        if "max_power_kw" not in frame.collect_schema():
-            frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("max_power_kw"))
-        frame = (
-            frame.join(rated.lazy(), on="site_id", how="left")
-            .with_columns(pl.coalesce("max_power_kw", "_rated_kw").alias("max_power_kw"))
-            .drop("_rated_kw")
-        )
-    return frame.collect()
-
-
-def _per_site(values: np.ndarray, site: np.ndarray, *, sites: int, reduce: np.ufunc) -> np.ndarray:
-    """Reduce ``values`` per site number with ``reduce`` (min or max); sites without any: 0."""
-    fill = np.iinfo(np.int64).max if reduce is np.minimum else np.iinfo(np.int64).min
-    result = np.full(sites, fill, dtype=np.int64)
-    reduce.at(result, site, values)
-    return np.where(np.bincount(site, minlength=sites) > 0, result, 0)
-
-
-def _compute_targets(
-    row_site: np.ndarray,
-    row_interval_us: np.ndarray,
-    *,
-    parts: dict[str, np.ndarray],
-    sites: int,
-    resolution: timedelta,
-    known_until: datetime | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Full-series truth [kWh] (NaN after ``known_until`` and in outages) and ``is_missing``.
-
-    Each site's series is summed densely from its first contribution up to ``known_until``
-    (default: its latest ``plug_out_at``), and the outage rule is
-    :func:`features.outages.compute_outage_masks`, the one :func:`~features.outages.mark_outages`
-    applies. ``parts`` are contribution arrays with their site number in ``site``.
-    """
-    step_us = resolution // _ONE_US
-    site, start = parts["site"], parts["start"]
-    has = np.bincount(site, minlength=sites) > 0
-    origin = _per_site(start, site, sites=sites, reduce=np.minimum)
-    until = _per_site(parts["known_at"], site, sites=sites, reduce=np.maximum)
-    if known_until is not None:
-        until[:] = pl.Series([known_until]).cast(UTC_DATETIME).dt.epoch("us").item()
-    length = np.maximum(1, -(-(until - origin) // step_us))
-    offset = np.cumsum(length) - length
-    flat = offset[site] + (start - origin[site]) // step_us
-    keep = flat < (offset + length)[site]
-    flat = flat if keep.all() else flat[keep]
-
-    def total(column: str) -> np.ndarray:
-        weights = parts[column] if flat.size == keep.size else parts[column][keep]
-        return np.bincount(flat, weights=weights.astype(np.float64), minlength=int(length.sum()))
-
-    energy, arrivals, occupied = total("energy"), total("arrival"), total("occupied")
-    missing = compute_outage_masks(arrivals, occupied, lengths=length, resolution=resolution)
-    target = (row_interval_us - origin[row_site]) // step_us
-    inside = (target >= 0) & (target < length[row_site]) & has[row_site]
-    at = offset[row_site] + np.clip(target, 0, length[row_site] - 1)
-    is_missing = inside & missing[at]
-    known = ((target + 1) * step_us + origin[row_site] <= until[row_site]) & has[row_site]
-    value = np.where(inside, energy[at], 0.0)
-    return np.where(known & ~is_missing, value, np.nan), is_missing
 
 
 def build_feature_matrix(
@@ -258,46 +174,25 @@ def build_feature_matrix(
     )
 
 
-def _site_columns(
-    sessions: pl.DataFrame,
-    base: pl.DataFrame,
-    *,
-    sites: Sequence[SiteConfig],
-    allocation: Allocation,
-    resolution: timedelta,
-    known_until: datetime | None,
-) -> pl.DataFrame:
-    """Per site, one after another, the rows of ``base``: site, target, lags, site features."""
-    ids = list(dict.fromkeys(site.site_id for site in sites))
-    parts = compute_contribution_arrays(sessions, resolution=resolution, allocation=allocation)
-    session_site = sessions["site_id"].cast(pl.Enum(ids)).to_physical().to_numpy()
-    parts["site"] = session_site.astype(np.int64)[parts["row"]]
-    position = np.repeat(np.arange(len(sites)), base.height)
-    row_site = np.array([ids.index(site.site_id) for site in sites], dtype=np.int64)[position]
-    issues_us = base["issued_at"].unique(maintain_order=True).dt.epoch("us").to_numpy()
-    issue = np.tile(
-        np.searchsorted(issues_us, base["issued_at"].dt.epoch("us").to_numpy()), len(sites)
+def _calendar_columns(base: pl.DataFrame, sites: Sequence[SiteConfig]) -> list[pl.Series]:
+    """Calendar columns of the rows of ``base`` for each site, site after site.
+
+    Computed once per unique target time and per time zone and holiday calendar.
+    """
+    unique, inverse = np.unique(
+        base["interval_start"].dt.epoch("us").to_numpy(), return_inverse=True
     )
-    interval_us = np.tile(base["interval_start"].dt.epoch("us").to_numpy(), len(sites))
-    energy, is_missing = _compute_targets(
-        row_site, interval_us, parts=parts, sites=len(ids), resolution=resolution,
-        known_until=known_until,
-    )  # fmt: skip
-    known = SiteContributions(
-        parts["site"], parts["start"], parts["known_at"], parts["energy"], parts["arrival"]
-    )
-    lags = compute_site_lag_features(
-        row_site, issue, interval_us, issues_us=issues_us, contributions=known,
-        sites=len(ids), resolution=resolution,
-    )  # fmt: skip
-    return build_site_feature_frame(sites)[position].with_columns(
-        pl.Series("energy_kwh", energy, dtype=pl.Float64, nan_to_null=True),
-        pl.Series("is_missing", is_missing, dtype=pl.Boolean),
-        *(
-            pl.Series(name, lags[name], dtype=pl.Float64, nan_to_null=True)
-            for name in LAG_FEATURE_COLUMNS
-        ),
-    )
+    calendars: dict[tuple[str, str | None, str | None], dict[str, np.ndarray]] = {}
+    for site in sites:
+        key = (site.timezone, site.country, site.subdivision)
+        if key not in calendars:
+            arrays = compute_calendar_arrays(unique, site=site)
+            calendars[key] = {name: values[inverse] for name, values in arrays.items()}
+    keys = [(s.timezone, s.country, s.subdivision) for s in sites]
+    return [
+        pl.Series(name, np.concatenate([calendars[key][name] for key in keys]))
+        for name in CALENDAR_FEATURE_COLUMNS
+    ]
 
 
 def build_feature_matrices(
@@ -330,23 +225,15 @@ def build_feature_matrices(
         msg = "sites is empty; pass at least one SiteConfig"
         raise ConfigError(msg)
     base = build_targets(_issue_series(issue_times), horizon=horizon, resolution=resolution)
-    calendars: dict[tuple[str, str | None, str | None], pl.DataFrame] = {}
-    for site in sites:
-        key = (site.timezone, site.country, site.subdivision)
-        if key not in calendars:
-            calendars[key] = add_calendar_features(base, site=site)
-    frame = pl.concat(
-        [
-            pl.concat(
-                [calendars[(s.timezone, s.country, s.subdivision)] for s in sites], rechunk=True
-            ),
-            _site_columns(
-                _sessions_of(sessions, sites, allocation=allocation), base, sites=sites,
-                allocation=allocation, resolution=resolution, known_until=known_until,
-            ),
-        ],
-        how="horizontal",
+    demand = compute_demand_columns(
+        sessions, base, sites=sites, allocation=allocation, resolution=resolution,
+        known_until=known_until,
     )  # fmt: skip
+    frame = pl.concat([base] * len(sites), rechunk=True).hstack(
+        [*_calendar_columns(base, sites), *demand.values()]
+    )
+    sites_frame = build_site_feature_frame(sites)
+    frame = frame.hstack(sites_frame[np.repeat(np.arange(len(sites)), base.height)].get_columns())
     with_solar = any(s.pv is not None for s in sites) if solar_geometry is None else solar_geometry
     frames = [frame]
     if with_solar or weather is not None:

@@ -86,6 +86,9 @@ def compute_outage_masks(
         Number of intervals of each site, in order; they sum to ``arrivals.size``.
     resolution, min_gap, reference, min_expected_arrivals
         As for :func:`compute_outage_mask`.
+
+    A site's grid may be a stretch of its series: the mask then equals the whole series' mask
+    on every idle run that lies within the stretch, ``reference`` or more after its start.
     """
     offsets = np.cumsum(lengths) - lengths
     first = np.zeros(arrivals.size + 1, dtype=bool)
