@@ -123,14 +123,18 @@ def _send(rendered: Rendered, request: Request, *, now: datetime) -> Response:
     }
     if rendered.signature:
         headers[SIGNATURE_HEADER] = rendered.signature
-    match = request.headers.get("if-none-match", "")
-    if rendered.etag in {t.strip() for t in match.split(",")} or match.strip() == "*":
+    match = request.headers.get("if-none-match")
+    if match is not None and (
+        match.strip() == "*" or rendered.etag in {t.strip() for t in match.split(",")}
+    ):
         headers.pop(SIGNATURE_HEADER, None)
         return Response(status_code=304, headers=headers)
     return Response(rendered.body, media_type="application/json", headers=headers)
 
 
-def _lifespan(buffer: AuditBuffer, *, flush_s: float) -> Callable[[FastAPI], Any]:
+def _lifespan(
+    buffer: AuditBuffer, service: ForecastService, *, flush_s: float
+) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         async def flush_forever() -> None:
@@ -138,13 +142,16 @@ def _lifespan(buffer: AuditBuffer, *, flush_s: float) -> Callable[[FastAPI], Any
                 await asyncio.sleep(flush_s)
                 await run_in_threadpool(buffer.flush)
 
-        task = asyncio.create_task(flush_forever())
+        tasks = [asyncio.create_task(flush_forever())]
+        if service.config.latest_ttl_s > 0:  # with a TTL of 0 every request looks up itself
+            tasks.append(asyncio.create_task(service.keep_fresh()))
         try:
             yield
         finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
             await run_in_threadpool(buffer.flush)
 
     return lifespan
@@ -177,13 +184,14 @@ def create_app(
     now = clock or (lambda: datetime.now(UTC))
     key = settings.signing_key.get_secret_value().encode() if settings.signing_key else None
     buffer = AuditBuffer(store)
+    service = ForecastService(store, config=config, signing_key=key, clock=now)
     app = FastAPI(
         title="evcast",
         version="1.0",
         summary="Forecasts of EV charging demand, PV, net load and grid headroom per site.",
-        lifespan=_lifespan(buffer, flush_s=config.audit_flush_s),
+        lifespan=_lifespan(buffer, service, flush_s=config.audit_flush_s),
     )
-    app.state.service = ForecastService(store, config=config, signing_key=key, clock=now)
+    app.state.service = service
     app.state.audit = buffer
     install_problem_handlers(app, key=key)
     app.add_middleware(_Auditor, buffer=buffer)

@@ -25,12 +25,14 @@ class ApiConfig(BaseSettings):
     max_window_hours: Annotated[
         float, Field(gt=0, le=24 * 31, description="Longest from/to window [h].")
     ] = 24 * 7
-    rate_per_s: Annotated[float, Field(gt=0, description="Sustained requests per token [1/s].")] = (
-        50.0
-    )
-    burst: Annotated[int, Field(ge=1, description="Requests a token may make at once [-].")] = 100
+    rate_per_s: Annotated[
+        float, Field(gt=0, description="Sustained requests per token and worker process [1/s].")
+    ] = 50.0
+    burst: Annotated[
+        int, Field(ge=1, description="Requests a token may make at once, per worker [-].")
+    ] = 100
     latest_ttl_s: Annotated[
-        float, Field(ge=0, le=60, description="How long the latest run id is cached [s].")
+        float, Field(ge=0, le=60, description="How often the latest run id is looked up again [s].")
     ] = 1.0
     cache_entries: Annotated[
         int, Field(ge=1, description="Serialized documents kept in memory [-].")

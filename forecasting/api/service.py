@@ -2,14 +2,19 @@
 
 A run never changes once published (its id is a content hash), so the serialized body, its
 ETag and its signature are cached per ``(run id, target, window, served state)``. Only the
-latest run id of a site is looked up again, at most every ``latest_ttl_s`` seconds.
+latest run id of a site is looked up again, every ``latest_ttl_s`` seconds: by
+:meth:`ForecastService.keep_fresh`, a background task that refreshes the sites requested in
+the last minute off the request path, or, for a site it does not cover (first request, or no
+refresher running), by the request itself.
 :meth:`ForecastService.lookup_forecast` answers from memory only (no I/O, safe on the event
 loop); :meth:`ForecastService.render_forecast` may read the store (run it in a thread).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -19,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
 
 from forecasting.api.config import ApiConfig
 from forecasting.api.problems import ProblemError
@@ -31,6 +37,9 @@ from forecasting.publication.documents import build_forecast_document, encode_do
 from forecasting.publication.ocpp import build_schedule_document
 
 _RUNS_KEPT = 64
+_RECENT_S = 60.0  # sites requested within this long are kept fresh by the refresher [s]
+_REFRESH_SLACK_S = 1.0  # while the refresher runs, entries are served this much past the TTL [s]
+_LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -81,14 +90,18 @@ class ForecastService:
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self._latest: dict[str, tuple[str | None, float]] = {}
+        self._requested: dict[str, float] = {}
+        self._max_age = config.latest_ttl_s
         self._runs = _Lru(_RUNS_KEPT)
         self._bodies = _Lru(config.cache_entries)
 
     def _cached_latest(self, site_id: str) -> Publication | bool | None:
         """Return the cached latest run, None if none is published, False if unknown."""
+        now = time.monotonic()
         with self._lock:
+            self._requested[site_id] = now
             entry = self._latest.get(site_id)
-            if entry is None or time.monotonic() - entry[1] > self.config.latest_ttl_s:
+            if entry is None or now - entry[1] > self._max_age:
                 return False
             return None if entry[0] is None else (self._runs.get(entry[0]) or False)
 
@@ -106,6 +119,43 @@ class ForecastService:
             if cached is not False:
                 return cached  # type: ignore[return-value]
             return self._refresh(site_id)
+
+    def refresh_recent(self) -> int:
+        """Look up again the latest run of each site requested in the last minute (store I/O).
+
+        Returns
+        -------
+        int
+            How many sites were refreshed [-].
+        """
+        cutoff = time.monotonic() - _RECENT_S
+        with self._lock:
+            self._requested = {s: t for s, t in self._requested.items() if t >= cutoff}
+            sites = list(self._requested)
+        for site_id in sites:
+            with self._refresh_lock:
+                self._refresh(site_id)
+        return len(sites)
+
+    async def keep_fresh(self) -> None:
+        """Run :meth:`refresh_recent` every ``latest_ttl_s`` in a thread, until cancelled.
+
+        While it runs, requests serve a cached latest run up to ``latest_ttl_s`` + 1 s old
+        without looking it up, so a fetch in steady state does no I/O; a newly published run is
+        served within ``latest_ttl_s`` plus one refresh. A failed refresh is logged and retried;
+        its sites then age out of the cache and requests look them up (and report the error).
+        """
+        period = self.config.latest_ttl_s
+        self._max_age = period + _REFRESH_SLACK_S
+        try:
+            while True:
+                await asyncio.sleep(period)
+                try:
+                    await run_in_threadpool(self.refresh_recent)
+                except Exception:
+                    _LOG.exception("refreshing the latest runs failed; retrying in %g s", period)
+        finally:
+            self._max_age = period
 
     def _refresh(self, site_id: str) -> Publication | None:
         run_id = latest_run_id(self.engine, site_id)

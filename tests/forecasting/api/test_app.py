@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -254,6 +255,22 @@ def test_a_publish_that_crashes_midway_leaves_the_previous_run_served(
     assert body["run_id"] == env.run_a
     newer = publish_example(env.store, "site-a", issued_at=T0 + timedelta(minutes=30))
     assert client.get(FORECAST_A, headers=_auth(env.token_ab)).json()["run_id"] == newer
+
+
+def test_a_newly_published_run_is_served_within_the_refresh_period(
+    make_app: AppFactory, env: Env
+) -> None:
+    ttl = 0.2
+    with TestClient(make_app(latest_ttl_s=ttl)) as client:
+        assert client.get(FORECAST_A, headers=_auth(env.token_ab)).json()["run_id"] == env.run_a
+        newer = publish_example(env.store, "site-a", issued_at=T0 + timedelta(minutes=30))
+        published = time.monotonic()
+        served = []
+        while not served or served[-1] != newer:
+            assert time.monotonic() - published < ttl + 2.0, served  # a period, a refresh, slack
+            time.sleep(0.02)
+            served.append(client.get(FORECAST_A, headers=_auth(env.token_ab)).json()["run_id"])
+    assert set(served) <= {env.run_a, newer}
 
 
 def test_healthz_and_openapi_need_no_token(client: TestClient) -> None:

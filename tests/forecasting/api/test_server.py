@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,13 +20,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
+from uvicorn.importer import import_from_string
 
 from forecasting.api.auth import issue_token
 from forecasting.api.signing import SIGNATURE_HEADER, verify_signature
 from forecasting.cli import app as cli
 from forecasting.cli.serve import build_server_config
 from forecasting.errors import ConfigError
-from forecasting.io.forecast_store import open_store
+from forecasting.io.forecast_store import open_store, read_audit
 from forecasting.settings import Settings
 
 THIS_HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -181,3 +187,80 @@ def test_fetch_refuses_a_tampered_or_unsigned_response(
         )
     assert result.exit_code != 0
     assert "signature" in str(result.exception)
+
+
+def test_serve_uses_uvloop_and_httptools_and_an_app_factory_for_several_workers(
+    home: tuple[Settings, str, str],
+) -> None:
+    one = build_server_config(home[0], host="127.0.0.1", port=free_port())
+    one.load()
+    assert one.http_protocol_class.__name__ == "HttpToolsProtocol"
+    loop = one.get_loop_factory()()
+    loop.close()
+    assert type(loop).__module__.startswith("uvloop")
+    two = build_server_config(home[0], host="127.0.0.1", port=free_port(), workers=2)
+    assert (two.app, two.factory, two.workers) == (
+        "forecasting.api.main:create_app_from_env",
+        True,
+        2,
+    )
+    api = import_from_string(two.app)()  # what each worker does: build the app from the env
+    assert {"/healthz", "/v1/sites/{site_id}/forecast"} <= set(api.openapi()["paths"])
+    help_text = CliRunner().invoke(cli, ["serve", "--help"], env={"COLUMNS": "200"}).stdout
+    assert "per worker" in help_text
+
+
+def _worker_pids(supervisor: int) -> list[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return [
+        int(pid)
+        for pid in children
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()  # not the resource tracker
+    ]
+
+
+def _wait_until_serving(url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30  # two workers import the app in parallel on a busy machine
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    msg = f"evcast serve --workers 2 did not start (exit status {server.poll()})"
+    raise RuntimeError(msg)
+
+
+@pytest.mark.slow
+def test_two_workers_serve_and_append_to_one_audit_log(home: tuple[Settings, str, str]) -> None:
+    settings, run_id, token = home
+    port = free_port()
+    command = [sys.executable, "-m", "forecasting", "serve", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, env=os.environ.copy())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_serving(url, server)
+        workers = _worker_pids(server.pid)
+
+        def fetch(_: int) -> tuple[int, str]:  # a new connection each: both workers accept
+            response = httpx.get(
+                f"{url}/v1/sites/site-a/forecast", headers={"Authorization": f"Bearer {token}"}
+            )
+            return response.status_code, response.headers["x-evcast-run-id"]
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(fetch, range(40)))
+    finally:
+        server.terminate()  # graceful: each worker flushes its audit buffer as it stops
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+    assert len(workers) == 2
+    assert set(answers) == {(200, run_id)}
+    store = open_store(settings.forecast_store_url)
+    audit = read_audit(store)
+    store.dispose()
+    assert audit.height == 40
+    assert set(audit.select("status", "run_id").rows()) == {(200, run_id)}
