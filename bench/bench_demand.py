@@ -19,7 +19,8 @@ Seasonal naive (per-site reference): p50 = the same hour a week earlier, from th
 for a day-ahead horizon that interval ended at least six days before the issue, so it equals
 the as-known value unless a session lasted longer than that (ingest quarantines those).
 
-Run: ``.venv/bin/python bench/bench_demand.py [--write-readme]``.
+Run: ``.venv/bin/python bench/bench_demand.py [--season spring] [--models evcast,...]
+[--config PATH] [--write-readme]`` (``--help`` lists the options; tune on spring only).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from perth_data import read_perth_sessions
 from features.demand_series import build_demand_series, mark_outages
 from features.matrix import build_feature_matrix
 from forecasting.config import SiteConfig, load_sites
-from models.demand import DemandForecaster
+from models.demand import fit_site_models
 from models.demand_config import DemandConfig, load_demand_config
 from models.demand_matrix import compute_history_days, restate_targets
 
@@ -50,6 +51,7 @@ SEASONS = {
 }
 HOUR = timedelta(hours=1)
 REFIT_DAYS = 7
+MODELS = ("mlforecast", "evcast", "evcast-site", "evcast-global")
 N_WINDOWS = 4
 WARMUP = timedelta(days=14)
 
@@ -57,12 +59,15 @@ WARMUP = timedelta(days=14)
 NOTES = (
     "Notes:",
     "",
-    "- `evcast`: configs/demand.toml (one LightGBM model per site: P50 on the training window, "
-    "P10/P90 on all but its last `calibration_days`, split-conformal calibration on those); "
-    '`evcast-global`: the same with `pooling = "global"` (one model pooled over all sites per '
-    "refit). Features are built once per site for the season and reused by every refit; "
-    "targets are restated as known at each refit (`models.demand_matrix.restate_targets`). "
-    "Its LightGBM settings were chosen on spring 2019 (`--season spring`), not on this season.",
+    '- `evcast`: configs/demand.toml (`pooling = "hybrid"`: at each refit one LightGBM P50 '
+    "per site and P10/P90 pooled over all sites, binned once; P10/P90 learn from all but the "
+    "last `calibration_days` and are split-conformal calibrated on the pooled held-out rows, "
+    '`models.demand.fit_site_models`); `evcast-site`: `pooling = "site"` (all three per '
+    'site, the previous default); `evcast-global`: `pooling = "global"` (one model pooled '
+    "over all sites). Features are built once per site for the season and reused by every "
+    "refit; targets are restated as known at each refit (`models.demand_matrix."
+    "restate_targets`). The settings were chosen on spring 2019 (`--season spring`), not on "
+    "this season.",
     "- mlforecast refuses conformal intervals with `new_df`, so after each weekly fit it is "
     "`update`d with the newly known intervals at each issue; intervals it already stored are "
     "not restated when a session still plugged in at the previous issue ends (a small "
@@ -162,21 +167,20 @@ def run_evcast(
         known = sessions.filter(pl.col("plug_out_at") < fit_at)
         training = restate_targets(matrix, known, issued_at=fit_at, config=config)
         serve = matrix.filter(pl.col("issued_at").is_in(block))
-        if config.pooling == "global":
-            pooled = DemandForecaster(config).fit_matrix(
-                training, site=configs[sites[0]], issued_at=fit_at, history_days=0, pooled=True
-            )
-        for (site_id,), rows in training.partition_by("site_id", as_dict=True).items():
-            site = configs[str(site_id)]
-            history = compute_history_days(known, site_id=site.site_id, issued_at=fit_at)
-            model = (
-                pooled
-                if config.pooling == "global"
-                else DemandForecaster(config).fit_matrix(
-                    rows, site=site, issued_at=fit_at, history_days=history
-                )
-            )
-            served = model.predict_matrix(serve.filter(pl.col("site_id") == site_id), site=site)
+        history = {
+            s: compute_history_days(known, site_id=s, issued_at=fit_at)
+            for s in training["site_id"].unique(maintain_order=True).to_list()
+        }
+        models = fit_site_models(
+            training,
+            sites=[configs[s] for s in history],
+            issued_at=fit_at,
+            history_days=history,
+            config=config,
+        )
+        for (site_id,), rows in serve.partition_by("site_id", as_dict=True).items():
+            model = models[str(site_id)]
+            served = model.predict_matrix(rows, site=configs[str(site_id)])
             out.append(served.with_columns(site_id=pl.lit(site_id)))
     return day_rows(pl.concat(out)).select(
         "site_id", "issued_at", "interval_start", "p10", "p50", "p90"
@@ -317,7 +321,7 @@ def write_readme_section(text: str) -> None:
     path.write_text(updated)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-readme", action="store_true", help="update bench/README.md")
     parser.add_argument(
@@ -336,12 +340,30 @@ def main() -> None:
         default="summer",
         help="issue days: summer 2019 (evaluation) or spring 2019 (to tune on)",
     )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=REPO / "configs" / "demand.toml",
+        help="demand model settings to run evcast with (default: configs/demand.toml)",
+    )
+    parser.add_argument(
+        "--models",
+        default=",".join(MODELS),
+        help=f"comma-separated subset of {','.join(MODELS)} to run (faster tuning)",
+    )
     args = parser.parse_args()
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(args.models) - set(MODELS))
+    if unknown or not args.models:
+        parser.error(f"--models: unknown {unknown!r}; choose from {MODELS!r}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
 
     # day-ahead: the site-local day is at most 24 h (23 h on 2019-03-31; no change in summer)
-    config = load_demand_config(REPO / "configs" / "demand.toml").model_copy(
-        update={"horizon_hours": 24}
-    )
+    config = load_demand_config(args.config).model_copy(update={"horizon_hours": 24})
     if args.interval_coverage is not None:
         config = config.model_copy(update={"interval_coverage": args.interval_coverage})
     t0 = time.perf_counter()
@@ -359,8 +381,10 @@ def main() -> None:
     runs = {
         "mlforecast": (run_mlforecast, config),
         "evcast": (run_evcast, config),
+        "evcast-site": (run_evcast, config.model_copy(update={"pooling": "site"})),
         "evcast-global": (run_evcast, config.model_copy(update={"pooling": "global"})),
     }
+    runs = {name: run for name, run in runs.items() if name in args.models}
     for name, (run, run_config) in runs.items():
         t0 = time.perf_counter()
         c0 = time.process_time()
@@ -393,22 +417,27 @@ def main() -> None:
         )
         for name, f in forecasts.items()
     }
-    sites_table = per_site["evcast"]
-    for name in ("evcast-global", "mlforecast", "seasonal_naive"):
+    ran = [m for m in MODELS if m in forecasts]
+    sites_table = per_site[ran[0]]
+    for name in [*ran[1:], "seasonal_naive"]:
         sites_table = sites_table.join(per_site[name].drop("n"), on="site_id")
-    sites_table = sites_table.with_columns(
-        (1 - pl.col("evcast") / pl.col("seasonal_naive")).alias("evcast_skill_vs_naive")
-    )
+    if "evcast" in forecasts:
+        sites_table = sites_table.with_columns(
+            (1 - pl.col("evcast") / pl.col("seasonal_naive")).alias("evcast_skill_vs_naive")
+        )
     row = {m: overall.filter(pl.col("model") == m).row(0, named=True) for m in forecasts}
+    peers = [m for m in ran if m != "mlforecast"] if "mlforecast" in forecasts else []
     ratios = {
         f"{metric} {m}/mlforecast": row[m][column] / row["mlforecast"][column]
-        for m in ("evcast", "evcast-global")
-        for metric, column in (("MAE", "mae_kwh"), ("pinball", "pinball_kwh"), ("wall", "wall_s"))
+        for m in peers
+        for metric, column in (
+            ("MAE", "mae_kwh"),
+            ("pinball", "pinball_kwh"),
+            ("wall", "wall_s"),
+            ("cpu", "cpu_s"),
+        )
     }
-    beats = {
-        m: sites_table.filter(pl.col(m) < pl.col("seasonal_naive")).height
-        for m in ("evcast", "evcast-global", "mlforecast")
-    }
+    beats = {m: sites_table.filter(pl.col(m) < pl.col("seasonal_naive")).height for m in ran}
     text = report(
         overall,
         sites_table,

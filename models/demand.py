@@ -7,20 +7,24 @@ fits direct multi-horizon quantile models (the horizon step is a feature) with s
 calibration of P10/P90 (:mod:`models.demand_core`). Sites with less than ``min_history_days``
 of sessions are served by a global model fitted on the pooled matrices of the ``pool_sites``
 that have sessions (site-level static features and the site's own lags tell the sites apart);
-``note`` says so. With ``pooling = "global"`` in the config every site is served that way.
+``note`` says so. With ``pooling = "global"`` in the config every site is served that way; with
+``pooling = "hybrid"`` each site keeps its own P50 while P10/P90 and their calibration are
+pooled over the site and the pool sites (:func:`models.demand_core.fit_hybrid`).
 Forecasts are sorted, clipped at zero and capped at ``charging_capacity_kw x interval hours``
 when the site's chargers are known.
 
 ``fit_matrix`` and ``predict_matrix`` work on prebuilt matrices, so a backtest can build each
 site's features once for a season and reuse them across refits (see
-:func:`models.demand_matrix.restate_targets`).
+:func:`models.demand_matrix.restate_targets`); :func:`fit_site_models` fits every site of a
+refit from one pooled matrix, binning it once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Self
+from typing import Literal, Self
 
 import polars as pl
 
@@ -28,7 +32,7 @@ from features.matrix import build_feature_matrix, feature_columns
 from forecasting.config import SiteConfig
 from forecasting.errors import ConfigError, NotFittedError, SchemaError
 from models.demand_config import DemandConfig
-from models.demand_core import QuantileBoosters, fit_calibrated, predict_calibrated
+from models.demand_core import QuantileBoosters, fit_calibrated, fit_hybrid, predict_calibrated
 from models.demand_matrix import build_training_matrix, compute_history_days
 
 
@@ -38,6 +42,42 @@ def compute_cap_kwh(site: SiteConfig, *, resolution: timedelta) -> float | None:
     if capacity is None:
         return None
     return capacity * (resolution / timedelta(hours=1))
+
+
+@dataclass(frozen=True)
+class _Fitter:
+    """The core fits with one config's calibration window, ending at ``issued_at``."""
+
+    config: DemandConfig
+    features: tuple[str, ...]
+    issued_at: datetime
+
+    @property
+    def calibrate_from(self) -> datetime | None:
+        days = self.config.calibration_days
+        return self.issued_at - timedelta(days=days) if days else None
+
+    def calibrated(self, matrix: pl.DataFrame) -> QuantileBoosters:
+        return fit_calibrated(
+            matrix,
+            features=self.features,
+            params=self.config.lightgbm,
+            calibrate_from=self.calibrate_from,
+            coverage=self.config.interval_coverage,
+        )
+
+    def hybrid(self, matrix: pl.DataFrame) -> dict[str, QuantileBoosters]:
+        return fit_hybrid(
+            matrix,
+            features=self.features,
+            params=self.config.lightgbm,
+            calibrate_from=self.calibrate_from,
+            coverage=self.config.interval_coverage,
+        )
+
+
+Scope = Literal["site", "hybrid", "global"]
+"""Which model serves a site: its own, its own P50 with pooled tails, or the pooled one."""
 
 
 class DemandForecaster:
@@ -55,7 +95,7 @@ class DemandForecaster:
     model_
         Fitted boosters and conformal shifts.
     scope_
-        ``"site"`` or ``"global"``: which model serves the site.
+        ``"site"``, ``"hybrid"`` or ``"global"``: which model serves the site.
     history_days_
         The site's history at fit time [d].
     """
@@ -79,7 +119,7 @@ class DemandForecaster:
         """Learn from the sessions known at ``issued_at`` [UTC] (``plug_out_at < issued_at``)."""
         known = sessions.filter(pl.col("plug_out_at") < issued_at)
         history = compute_history_days(known, site_id=site.site_id, issued_at=issued_at)
-        pooled = self.config.pooling == "global" or history < self.config.min_history_days
+        pooled = self.config.pooling != "site" or history < self.config.min_history_days
         present = set(known["site_id"].unique().to_list())
         others = [s for s in self.pool_sites if s.site_id in present and s.site_id != site.site_id]
         if history < self.config.min_history_days and not others:
@@ -131,21 +171,55 @@ class DemandForecaster:
             The site's history at ``issued_at`` [d]; below ``min_history_days`` the
             forecasts are noted as a fallback.
         pooled
-            Whether ``matrix`` holds several sites' rows (a global model).
+            Whether ``matrix`` holds several sites' rows: the global model, or with
+            ``pooling = "hybrid"`` (and enough history) the pooled P10/P90 beside this
+            site's own P50.
         with_weather
             Whether the matrix has weather columns.
         """
-        self.history_days_ = history_days
-        self.scope_ = "global" if pooled else "site"
-        self.features_ = feature_columns(with_weather=with_weather)
-        days = self.config.calibration_days
-        self.model_: QuantileBoosters = fit_calibrated(
-            matrix,
-            features=self.features_,
-            params=self.config.lightgbm,
-            calibrate_from=issued_at - timedelta(days=days) if days else None,
-            coverage=self.config.interval_coverage,
+        scope = self._scope(pooled=pooled, history_days=history_days)
+        features = feature_columns(with_weather=with_weather)
+        fit = _Fitter(self.config, features=features, issued_at=issued_at)
+        if scope == "hybrid":
+            model = fit.hybrid(matrix).get(site.site_id)
+            if model is None:
+                msg = (
+                    f"site {site.site_id!r} has no trainable rows in the pooled matrix; "
+                    "check its sessions and outages or use pooling = 'global'"
+                )
+                raise SchemaError(msg)
+        else:
+            model = fit.calibrated(matrix)
+        return self._set_fitted(
+            model,
+            site=site,
+            issued_at=issued_at,
+            history=history_days,
+            scope=scope,
+            features=features,
         )
+
+    def _scope(self, *, pooled: bool, history_days: float) -> Scope:
+        if not pooled:
+            return "site"
+        if self.config.pooling == "hybrid" and history_days >= self.config.min_history_days:
+            return "hybrid"
+        return "global"
+
+    def _set_fitted(
+        self,
+        model: QuantileBoosters,
+        *,
+        site: SiteConfig,
+        issued_at: datetime,
+        history: float,
+        scope: Scope,
+        features: tuple[str, ...],
+    ) -> Self:
+        self.model_ = model
+        self.scope_ = scope
+        self.history_days_ = history
+        self.features_ = features
         self.fitted_at_ = issued_at
         self.site_id_ = site.site_id
         return self
@@ -248,3 +322,67 @@ class DemandForecaster:
             f"global model: {site.site_id} had {self.history_days_:.0f} days of history "
             f"(< min_history_days={self.config.min_history_days})"
         )
+
+
+def fit_site_models(
+    matrix: pl.DataFrame,
+    *,
+    sites: Sequence[SiteConfig],
+    issued_at: datetime,
+    history_days: Mapping[str, float],
+    config: DemandConfig,
+    with_weather: bool = False,
+) -> dict[str, DemandForecaster]:
+    """Fit the forecasters of several sites at one refit, as ``fit`` would one by one.
+
+    Parameters
+    ----------
+    matrix
+        Training rows of all ``sites`` with targets as known at ``issued_at`` (e.g. from
+        :func:`models.demand_matrix.restate_targets`).
+    sites
+        The sites to serve; with ``pooling`` ``"hybrid"`` or ``"global"`` they are the pool.
+    issued_at
+        Fit time [UTC].
+    history_days
+        Each site's history at ``issued_at`` [d], by ``site_id``.
+    config
+        Model settings; ``pooling`` says which models are fitted.
+    with_weather
+        Whether the matrix has weather columns.
+
+    Returns
+    -------
+    dict of str to DemandForecaster
+        One fitted forecaster per site with trainable rows, by ``site_id``. Pooled boosters are
+        fitted once and shared; each site's P50 (``site`` and ``hybrid``) learns from its rows.
+    """
+    features = feature_columns(with_weather=with_weather)
+    fit = _Fitter(config, features=features, issued_at=issued_at)
+    short = {s.site_id for s in sites if history_days[s.site_id] < config.min_history_days}
+    pooled = fit.calibrated(matrix) if short or config.pooling == "global" else None
+    own: dict[str, QuantileBoosters] = {}
+    if config.pooling == "hybrid":
+        own = fit.hybrid(matrix)
+    elif config.pooling == "site":
+        own = {
+            str(site_id): fit.calibrated(rows)
+            for (site_id,), rows in matrix.partition_by("site_id", as_dict=True).items()
+        }
+    fitted: dict[str, DemandForecaster] = {}
+    for site in sites:
+        scope: Scope = "global"
+        if site.site_id not in short and config.pooling != "global":
+            scope = config.pooling
+        model = pooled if scope == "global" else own.get(site.site_id)
+        if model is None:
+            continue
+        fitted[site.site_id] = DemandForecaster(config, pool_sites=sites)._set_fitted(
+            model,
+            site=site,
+            issued_at=issued_at,
+            history=history_days[site.site_id],
+            scope=scope,
+            features=features,
+        )
+    return fitted

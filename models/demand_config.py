@@ -85,9 +85,10 @@ class DemandConfig(FrozenModel):
             "since sessions still plugged in then are unknown [h].",
         ),
     ] = 12
-    pooling: Literal["site", "global"] = Field(
+    pooling: Literal["site", "hybrid", "global"] = Field(
         default="site",
         description="'site': one model per site, the global model only for short histories; "
+        "'hybrid': P50 per site, P10/P90 pooled over the pool sites with pooled calibration; "
         "'global': every site is served by the model pooled over the pool sites.",
     )
     allocation: Literal["uniform", "front_loaded"] = "uniform"

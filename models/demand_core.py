@@ -9,6 +9,11 @@ so that about 10% of held-out actuals fall below it, P90 so that about 80% fall 
 ``[P10, P90]`` (:func:`compute_conformal_shifts` says why P90 takes up the slack). Finally the
 three are sorted (never crossing) and clipped to ``[0, cap]`` (never negative, never above what
 the site's chargers can draw).
+
+:func:`fit_hybrid` fits several sites at once from one binned dataset: P50 per site (the
+median of a single site is best learnt from its own rows), P10 and P90 pooled over all of them
+(tails need more rows than one site has) with split-conformal shifts measured on the pooled
+held-out rows.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 import lightgbm as lgb
 import numpy as np
@@ -41,12 +47,16 @@ class QuantileBoosters:
     lower_shift, upper_shift
         Conformal shifts [kWh]: P10 is lowered by ``lower_shift`` and P90 raised by
         ``upper_shift`` (either may be negative when the raw interval was too wide).
+    num_threads
+        Threads LightGBM predicts with [-] (its default, all cores, costs more CPU on small
+        batches than it saves).
     """
 
     boosters: tuple[lgb.Booster, ...]
     features: tuple[str, ...]
     lower_shift: float = 0.0
     upper_shift: float = 0.0
+    num_threads: int = 1
 
 
 def select_training_rows(matrix: pl.DataFrame) -> pl.DataFrame:
@@ -64,7 +74,11 @@ def to_array(matrix: pl.DataFrame, *, features: Sequence[str]) -> np.ndarray:
 def build_dataset(
     matrix: pl.DataFrame, *, features: Sequence[str], params: LightGBMParams
 ) -> lgb.Dataset:
-    """Bin the trainable rows once, so several quantile models (and subsets) can share them."""
+    """Bin the trainable rows once, so several quantile models (and subsets) can share them.
+
+    The raw feature array is kept (``free_raw_data=False``), so predictions on the training
+    rows need no second conversion (:func:`_raw_array`).
+    """
     rows = select_training_rows(matrix)
     if rows.height == 0:
         msg = "no trainable rows (all targets null or missing); widen the training window"
@@ -109,9 +123,11 @@ def fit_boosters(
     return train_boosters(dataset, params=params, alphas=alphas)
 
 
-def predict_raw(boosters: Sequence[lgb.Booster], x: np.ndarray) -> np.ndarray:
+def predict_raw(
+    boosters: Sequence[lgb.Booster], x: np.ndarray, *, num_threads: int = 1
+) -> np.ndarray:
     """Raw quantiles, shape ``(rows, 3)`` [kWh], before calibration, sorting or capping."""
-    return np.column_stack([booster.predict(x) for booster in boosters])
+    return np.column_stack([booster.predict(x, num_threads=num_threads) for booster in boosters])
 
 
 def _conformal_level(n: int, level: float) -> float:
@@ -231,28 +247,124 @@ def fit_calibrated(
     """
     rows = select_training_rows(matrix)
     dataset = build_dataset(rows, features=features, params=params)
-    if calibrate_from is None:
-        return QuantileBoosters(train_boosters(dataset, params=params), (*features,))
-    is_early = (rows["issued_at"] < calibrate_from).to_numpy()
-    held = rows.filter(~pl.Series(is_early))
-    if held.height in (0, rows.height):
-        return QuantileBoosters(train_boosters(dataset, params=params), (*features,))
+    held = _held_out_mask(rows, calibrate_from=calibrate_from)
+    if held is None:
+        boosters = train_boosters(dataset, params=params)
+        return QuantileBoosters(boosters, (*features,), num_threads=params.num_threads)
     (median,) = train_boosters(dataset, params=params, alphas=(QUANTILES[1],))
-    early = dataset.subset(np.flatnonzero(is_early).tolist())
+    early = dataset.subset(np.flatnonzero(~held).tolist())
     lower, upper = train_boosters(early, params=params, alphas=(QUANTILES[0], QUANTILES[2]))
     boosters = (lower, median, upper)
-    raw = predict_raw(boosters, to_array(held, features=features))
+    raw = predict_raw(boosters, _raw_array(dataset)[held], num_threads=params.num_threads)
     shift_low, shift_high = compute_conformal_shifts(
-        raw, held[TARGET].to_numpy(), coverage=coverage
+        raw, rows[TARGET].to_numpy()[held], coverage=coverage
     )
-    return QuantileBoosters(boosters, (*features,), lower_shift=shift_low, upper_shift=shift_high)
+    return QuantileBoosters(
+        boosters, (*features,), shift_low, shift_high, num_threads=params.num_threads
+    )
+
+
+def fit_hybrid(
+    matrix: pl.DataFrame,
+    *,
+    features: Sequence[str],
+    params: LightGBMParams,
+    calibrate_from: datetime | None,
+    coverage: float = 0.8,
+    group: str = "site_id",
+) -> dict[str, QuantileBoosters]:
+    """Fit a P50 booster per site and pooled P10/P90 boosters with pooled conformal shifts.
+
+    The trainable rows of all sites are binned once; each site's P50 learns from its subset
+    of that dataset (no second binning), P10 and P90 from the pooled rows issued before
+    ``calibrate_from``. The shifts are measured on the pooled rows issued from it, each row's
+    P50 from its own site's booster, so the interval is calibrated over the pool.
+
+    Parameters
+    ----------
+    matrix
+        Feature matrix of one or more sites with ``group``, ``issued_at``, ``energy_kwh``,
+        ``is_missing`` and ``features``.
+    features, params, calibrate_from, coverage
+        As for :func:`fit_calibrated`.
+    group
+        Column naming the site of each row.
+
+    Returns
+    -------
+    dict of str to QuantileBoosters
+        One model per site with trainable rows, sharing the pooled P10/P90 boosters and shifts.
+    """
+    _require(matrix, [group])
+    rows = select_training_rows(matrix)
+    dataset = build_dataset(rows, features=features, params=params)
+    held = _held_out_mask(rows, calibrate_from=calibrate_from)
+    early = dataset if held is None else dataset.subset(np.flatnonzero(~held).tolist())
+    lower, upper = train_boosters(early, params=params, alphas=(QUANTILES[0], QUANTILES[2]))
+    sites = rows[group].to_numpy()
+    medians = {
+        str(site): train_boosters(
+            dataset.subset(np.flatnonzero(sites == site).tolist()),
+            params=params,
+            alphas=(QUANTILES[1],),
+        )[0]
+        for site in rows[group].unique(maintain_order=True).to_list()
+    }
+    shifts = (0.0, 0.0)
+    if held is not None:
+        raw = _predict_pooled(
+            (lower, upper),
+            medians,
+            _raw_array(dataset)[held],
+            sites=sites[held],
+            num_threads=params.num_threads,
+        )
+        shifts = compute_conformal_shifts(raw, rows[TARGET].to_numpy()[held], coverage=coverage)
+    return {
+        site: QuantileBoosters(
+            (lower, median, upper), (*features,), *shifts, num_threads=params.num_threads
+        )
+        for site, median in medians.items()
+    }
+
+
+def _predict_pooled(
+    tails: tuple[lgb.Booster, lgb.Booster],
+    medians: dict[str, lgb.Booster],
+    x: np.ndarray,
+    *,
+    sites: np.ndarray,
+    num_threads: int,
+) -> np.ndarray:
+    """Raw quantiles ``(rows, 3)`` [kWh]: pooled P10/P90, each row's P50 from its site."""
+    raw = np.empty((x.shape[0], 3))
+    raw[:, 0] = tails[0].predict(x, num_threads=num_threads)
+    raw[:, 2] = tails[1].predict(x, num_threads=num_threads)
+    for site, median in medians.items():
+        mine = sites == site
+        raw[mine, 1] = median.predict(x[mine], num_threads=num_threads)
+    return raw
+
+
+def _raw_array(dataset: lgb.Dataset) -> np.ndarray:
+    """Return the float64 feature array a dataset of :func:`build_dataset` was binned from."""
+    return cast("np.ndarray", dataset.get_data())
+
+
+def _held_out_mask(rows: pl.DataFrame, *, calibrate_from: datetime | None) -> np.ndarray | None:
+    """Rows issued from ``calibrate_from``; None when that leaves no rows on either side."""
+    if calibrate_from is None:
+        return None
+    held = (rows["issued_at"] >= calibrate_from).to_numpy()
+    return None if held.all() or not held.any() else held
 
 
 def predict_calibrated(
     model: QuantileBoosters, matrix: pl.DataFrame, *, cap_kwh: float | None
 ) -> np.ndarray:
     """Calibrated, sorted, capped quantiles ``(rows, 3)`` [kWh] for the rows of ``matrix``."""
-    raw = predict_raw(model.boosters, to_array(matrix, features=model.features))
+    x = to_array(matrix, features=model.features)
+    raw = predict_raw(model.boosters, x, num_threads=model.num_threads)
     return finalize_quantiles(
         raw, lower_shift=model.lower_shift, upper_shift=model.upper_shift, cap_kwh=cap_kwh
     )

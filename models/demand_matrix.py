@@ -150,7 +150,8 @@ def restate_targets(
         build_demand_series(
             known, resolution=config.resolution, end=issued_at, allocation=config.allocation
         )
-    ).select("site_id", "interval_start", "energy_kwh", "is_missing")
+    ).filter(pl.col("interval_start") >= first)  # no training row targets an earlier interval
+    series = series.select("site_id", "interval_start", "energy_kwh", "is_missing")
     return (
         rows.drop("energy_kwh", "is_missing")
         .join(series, on=["site_id", "interval_start"], how="left", maintain_order="left")

@@ -10,9 +10,9 @@ from polars.testing import assert_frame_equal
 from forecasting.config import ChargerGroup, SiteConfig
 from forecasting.errors import ConfigError, NotFittedError, SchemaError
 from models.base import Forecaster
-from models.demand import DemandForecaster, compute_cap_kwh
+from models.demand import DemandForecaster, compute_cap_kwh, fit_site_models
 from models.demand_config import DemandConfig, LightGBMParams
-from models.demand_matrix import build_training_matrix, restate_targets
+from models.demand_matrix import build_training_matrix, compute_history_days, restate_targets
 
 START = datetime(2019, 1, 1, tzinfo=UTC)
 ISSUED = datetime(2019, 4, 30, 23, tzinfo=UTC)  # 00:00 Europe/London (BST)
@@ -174,6 +174,87 @@ def test_global_pooling_serves_every_site_from_the_pooled_model(sessions: pl.Dat
             "p50"
         ]
     )
+
+
+def test_hybrid_pooling_keeps_the_site_median_and_pools_the_tails(sessions: pl.DataFrame):
+    both = pl.concat([sessions, _sessions("beta", start=START, days=140, seed=5)])
+    sites = (_site("alpha"), _site("beta"))
+    config = SMALL.model_copy(update={"pooling": "hybrid"})
+    hybrid = DemandForecaster(config, pool_sites=sites).fit(both, site=sites[0], issued_at=ISSUED)
+    pooled = DemandForecaster(SMALL.model_copy(update={"pooling": "global"}), pool_sites=sites)
+    pooled.fit(both, site=sites[0], issued_at=ISSUED)
+    alone = DemandForecaster(SMALL).fit(sessions, site=sites[0], issued_at=ISSUED)
+    args = {"site": sites[0], "issued_at": ISSUED, "interval_starts": _day(ISSUED)}
+    out = hybrid.predict(both, **args)
+    assert hybrid.scope_ == "hybrid"
+    assert out["note"].is_null().all()
+    q = out.select("p10", "p50", "p90").to_numpy()
+    assert np.all(np.diff(q, axis=1) >= 0)
+    assert q.min() >= 0.0
+    # the tails are not the site's own (they learn from both sites), the median is not the
+    # pooled one (it learns from the site's rows alone)
+    assert not out["p90"].equals(alone.predict(sessions, **args)["p90"])
+    assert not out["p50"].equals(pooled.predict(both, **args)["p50"])
+
+
+def test_hybrid_sessions_unknown_at_fit_and_issue_time_change_nothing(sessions: pl.DataFrame):
+    both = pl.concat([sessions, _sessions("beta", start=START, days=140, seed=5)])
+    late = _sessions("beta", start=ISSUED - timedelta(hours=5), days=3, seed=9).with_columns(
+        pl.col("session_id") + "-late"
+    )
+    polluted = pl.concat([both, late.filter(pl.col("plug_out_at") >= ISSUED)])
+    sites = (_site("alpha"), _site("beta"))
+    config = SMALL.model_copy(update={"pooling": "hybrid"})
+    args = {"site": sites[0], "issued_at": ISSUED, "interval_starts": _day(ISSUED)}
+    clean = DemandForecaster(config, pool_sites=sites).fit(both, site=sites[0], issued_at=ISSUED)
+    dirty = DemandForecaster(config, pool_sites=sites)
+    dirty.fit(polluted, site=sites[0], issued_at=ISSUED)
+    assert_frame_equal(clean.predict(both, **args), dirty.predict(polluted, **args))
+
+
+@pytest.mark.parametrize("pooling", ["site", "hybrid", "global"])
+def test_fit_site_models_equals_fitting_each_site(sessions: pl.DataFrame, pooling: str):
+    both = pl.concat([sessions, _sessions("beta", start=START, days=140, seed=5)])
+    sites = (_site("alpha"), _site("beta", power_kw=7.0))
+    config = SMALL.model_copy(update={"pooling": pooling})
+    matrix = pl.concat(
+        [build_training_matrix(both, site=s, issued_at=ISSUED, config=config) for s in sites]
+    )
+    history = {
+        s.site_id: compute_history_days(both, site_id=s.site_id, issued_at=ISSUED) for s in sites
+    }
+    models = fit_site_models(
+        matrix, sites=sites, issued_at=ISSUED, history_days=history, config=config
+    )
+    for site in sites:
+        own = DemandForecaster(config, pool_sites=sites).fit(both, site=site, issued_at=ISSUED)
+        args = {"site": site, "issued_at": ISSUED, "interval_starts": _day(ISSUED)}
+        assert models[site.site_id].scope_ == own.scope_ == pooling
+        assert_frame_equal(models[site.site_id].predict(both, **args), own.predict(both, **args))
+
+
+def test_fit_site_models_serves_short_histories_from_the_pooled_model(sessions: pl.DataFrame):
+    young = _sessions("young", start=ISSUED - timedelta(days=10), days=10, seed=3)
+    both = pl.concat([sessions, young])
+    sites = (_site("alpha"), _site("young", power_kw=7.0))
+    config = SMALL.model_copy(update={"pooling": "hybrid"})
+    matrix = pl.concat(
+        [build_training_matrix(both, site=s, issued_at=ISSUED, config=config) for s in sites]
+    )
+    history = {
+        s.site_id: compute_history_days(both, site_id=s.site_id, issued_at=ISSUED) for s in sites
+    }
+    models = fit_site_models(
+        matrix, sites=sites, issued_at=ISSUED, history_days=history, config=config
+    )
+    assert (models["alpha"].scope_, models["young"].scope_) == ("hybrid", "global")
+    out = models["young"].predict(
+        both, site=sites[1], issued_at=ISSUED, interval_starts=_day(ISSUED)
+    )
+    assert out["note"].str.contains("global model: young had 10 days").all()
+    own = DemandForecaster(config, pool_sites=sites).fit(both, site=sites[1], issued_at=ISSUED)
+    args = {"site": sites[1], "issued_at": ISSUED, "interval_starts": _day(ISSUED)}
+    assert_frame_equal(out, own.predict(both, **args))
 
 
 def test_short_history_without_a_pool_is_refused(sessions: pl.DataFrame):

@@ -13,6 +13,7 @@ def test_repository_config_loads():
     config = load_demand_config(REPO_ROOT / "configs" / "demand.toml")
     assert config.horizon_hours == 48
     assert config.lightgbm.num_threads == 1
+    assert config.pooling == "hybrid"
 
 
 @pytest.mark.parametrize(
@@ -22,6 +23,7 @@ def test_repository_config_loads():
         pytest.param("typo_days = 3\n", "typo_days", id="unknown-key"),
         pytest.param("[lightgbm]\nlearning_rate = 0\n", "learning_rate", id="zero-learning-rate"),
         pytest.param("resolution_minutes = 25\n", "must divide 60", id="resolution-25min"),
+        pytest.param('pooling = "tails"\n', "pooling", id="unknown-pooling"),
         pytest.param(
             "training_days = 20\ncalibration_days = 20\n", "below training_days", id="cal>=train"
         ),

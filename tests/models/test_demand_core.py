@@ -12,6 +12,7 @@ from models.demand_core import (
     compute_conformal_shifts,
     finalize_quantiles,
     fit_calibrated,
+    fit_hybrid,
     predict_calibrated,
     select_training_rows,
 )
@@ -122,3 +123,74 @@ def test_refit_gives_identical_predictions():
         predict_calibrated(first, train, cap_kwh=None),
         predict_calibrated(second, train, cap_kwh=None),
     )
+
+
+def _two_sites(days: int, *, seed: int) -> pl.DataFrame:
+    """Two sites of :func:`_synthetic_matrix`, the second with three times the demand [kWh]."""
+    small = _synthetic_matrix(days, seed=seed).with_columns(site_id=pl.lit("small"))
+    large = _synthetic_matrix(days, seed=seed + 100).with_columns(
+        pl.col("energy_kwh", "lag_168h") * 3.0, site_id=pl.lit("large")
+    )
+    return pl.concat([small, large])
+
+
+def test_hybrid_shares_pooled_tails_and_fits_a_median_per_site():
+    train = _two_sites(90, seed=5)
+    cut = datetime(2019, 1, 1, tzinfo=UTC) + timedelta(days=70)
+    models = fit_hybrid(train, features=FEATURES, params=SMALL, calibrate_from=cut)
+    assert list(models) == ["small", "large"]
+    small, large = models["small"], models["large"]
+    assert small.boosters[0] is large.boosters[0]
+    assert small.boosters[2] is large.boosters[2]
+    assert (small.lower_shift, small.upper_shift) == (large.lower_shift, large.upper_shift)
+    rows = train.filter(pl.col("site_id") == "large")
+    x = rows.select(pl.col(list(FEATURES)).cast(pl.Float64)).to_numpy()
+    own, other = large.boosters[1].predict(x).mean(), small.boosters[1].predict(x).mean()
+    # each median learns its own site's level: the large site's is about 3x the small one's,
+    # even where the small site's median sees the large site's (3x) lags
+    assert own > 2.0 * other
+
+
+def test_hybrid_orders_caps_and_covers_new_data():
+    cut = datetime(2019, 1, 1, tzinfo=UTC) + timedelta(days=90)
+    models = fit_hybrid(
+        _two_sites(120, seed=6), features=FEATURES, params=SMALL, calibrate_from=cut
+    )
+    test = _two_sites(60, seed=7)
+    covered = []
+    for site, model in models.items():
+        rows = test.filter(pl.col("site_id") == site)
+        q = predict_calibrated(model, rows, cap_kwh=30.0)
+        assert np.all(np.diff(q, axis=1) >= 0)
+        assert q.min() >= 0.0
+        assert q.max() <= 30.0
+        y = rows["energy_kwh"].to_numpy()
+        covered.append((y >= q[:, 0]) & (y <= q[:, 2]))
+    coverage = np.mean(np.concatenate(covered))
+    # nominal 80% over the pool; 2880 exchangeable test rows, 1440 calibration rows: +-6 points
+    # is about 5 sigma
+    assert 0.74 <= coverage <= 0.86
+
+
+def test_hybrid_refit_gives_identical_predictions():
+    train = _two_sites(60, seed=8)
+    cut = datetime(2019, 1, 1, tzinfo=UTC) + timedelta(days=45)
+    first = fit_hybrid(train, features=FEATURES, params=SMALL, calibrate_from=cut)
+    second = fit_hybrid(train, features=FEATURES, params=SMALL, calibrate_from=cut)
+    for site in first:
+        np.testing.assert_array_equal(
+            predict_calibrated(first[site], train, cap_kwh=None),
+            predict_calibrated(second[site], train, cap_kwh=None),
+        )
+
+
+def test_hybrid_without_a_calibration_window_fits_tails_on_all_rows_unshifted():
+    models = fit_hybrid(
+        _two_sites(30, seed=9), features=FEATURES, params=SMALL, calibrate_from=None
+    )
+    assert {(m.lower_shift, m.upper_shift) for m in models.values()} == {(0.0, 0.0)}
+
+
+def test_hybrid_needs_the_site_column():
+    with pytest.raises(SchemaError, match=r"missing columns \['site_id'\]"):
+        fit_hybrid(_synthetic_matrix(10), features=FEATURES, params=SMALL, calibrate_from=None)
