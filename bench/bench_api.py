@@ -27,7 +27,6 @@ closed-loop cross-check.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -39,6 +38,15 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import httpx
+
+from forecasting.api.auth import issue_token
+from forecasting.api.signing import SIGNATURE_HEADER, verify_signature
+from forecasting.config import load_sites
+from forecasting.io.forecast_store import open_store, publish_run
+from forecasting.publication.examples import build_example_run
+from forecasting.publication.targets import build_publication
 
 CONNECTIONS = 100
 GOAL_P99_MS = 10.0
@@ -64,110 +72,6 @@ SIGNING_KEY = "bench-key"
 SERIAL, CLOSED, OPEN = "1 conn", f"{CONNECTIONS} conns closed", f"{CONNECTIONS} conns open"
 
 
-# ---------------------------------------------------------------- load generator (own process)
-
-
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    """Read one HTTP/1.1 response with a Content-Length body; return its status."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head[9:12])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return status
-
-
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> None:
-    writer.write(request)
-    status = await _read_response(reader)
-    if status not in (200, 304):
-        msg = f"the server answered {status}"
-        raise RuntimeError(msg)
-
-
-class _Start:
-    """Connections report when open; the timed phase starts for all of them at once."""
-
-    def __init__(self, connections: int) -> None:
-        self.waiting = connections
-        self.all_open = asyncio.Event()
-        self.go = asyncio.Event()
-        self.t0 = 0.0
-
-    async def opened(self) -> float:
-        self.waiting -= 1
-        if self.waiting == 0:
-            self.all_open.set()
-        await self.go.wait()
-        return self.t0
-
-
-async def _connection(spec: dict[str, Any], index: int, start: _Start) -> tuple[list, list]:
-    """Drive one keep-alive connection; return (latencies [s], send lags [s])."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", spec["port"])
-    request = spec["request"].encode("latin-1")
-    await _exchange(reader, writer, request)  # opened and used before timing starts
-    t0 = await start.opened()
-    latencies, lags = [], []
-    end = t0 + spec["seconds"]
-    period = spec["connections"] / spec["rate"] if spec["rate"] else 0.0
-    scheduled = t0 + index * period / spec["connections"]  # staggered start times
-    while scheduled < end:
-        if period:
-            delay = scheduled - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        sent = time.perf_counter()
-        await _exchange(reader, writer, request)
-        done = time.perf_counter()
-        latencies.append(done - (scheduled if period else sent))
-        lags.append(sent - scheduled if period else 0.0)
-        scheduled = scheduled + period if period else done
-    writer.close()
-    return latencies, lags
-
-
-async def _drive(spec: dict[str, Any]) -> dict[str, Any]:
-    start = _Start(spec["connections"])
-    tasks = [asyncio.create_task(_connection(spec, i, start)) for i in range(spec["connections"])]
-    await asyncio.wait_for(start.all_open.wait(), timeout=TIMEOUT_S)
-    print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    cpu = time.process_time()
-    start.t0 = time.perf_counter() + 0.02
-    start.go.set()
-    results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=spec["seconds"] + TIMEOUT_S)
-    return {
-        "latencies": [x for lat, _ in results for x in lat],
-        "lags": [x for _, lag in results for x in lag],
-        "wall": time.perf_counter() - start.t0,
-        "cpu": time.process_time() - cpu,
-    }
-
-
-def client_main(spec_json: str) -> None:
-    """Run one load case described by ``spec_json``: print ``ready``, wait for a line, run it,
-    write the latencies to the report file and print ``done``.
-    """
-    spec = json.loads(spec_json)
-    try:
-        import uvloop  # optional: the plain asyncio loop works too
-
-        runner = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    Path(spec["report"]).write_text(json.dumps(runner(_drive(spec))))
-    print("done", flush=True)
-
-
-# ---------------------------------------------------------------- server and measurements
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -176,12 +80,6 @@ def _free_port() -> int:
 
 def _prepare(folder: Path) -> str:
     """Write sites.toml, publish a 48-hour run issued this hour, return a token for it."""
-    from forecasting.api.auth import issue_token  # lazy: the client process stays light
-    from forecasting.config import load_sites
-    from forecasting.io.forecast_store import open_store, publish_run
-    from forecasting.publication.examples import build_example_run
-    from forecasting.publication.targets import build_publication
-
     (folder / "configs").mkdir()
     (folder / "configs" / "sites.toml").write_text(SITES_TOML)
     site = load_sites(folder / "configs" / "sites.toml").sites[0]
@@ -195,8 +93,6 @@ def _prepare(folder: Path) -> str:
 
 
 def _start_server(folder: Path, port: int, *, workers: int) -> subprocess.Popen[bytes]:
-    import httpx
-
     env = {
         **os.environ,
         "EVCAST_HOME": str(folder / "home"),
@@ -250,9 +146,10 @@ def _run_case(
         "connections": connections,
         "rate": rate,
         "seconds": seconds,
+        "timeout": TIMEOUT_S,
     }
     client = subprocess.Popen(
-        [sys.executable, __file__, "--client", json.dumps(spec)],
+        [sys.executable, str(Path(__file__).with_name("loadgen.py")), json.dumps(spec)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -287,10 +184,6 @@ def _run_case(
 
 def _check_forecast(base: str, token: str) -> dict[str, Any]:
     """One httpx fetch of the forecast: its size, intervals, ETag and a verified signature."""
-    import httpx
-
-    from forecasting.api.signing import SIGNATURE_HEADER, verify_signature
-
     response = httpx.get(
         f"{base}/v1/sites/{SITE_ID}/forecast?target=net",
         headers={"Authorization": f"Bearer {token}"},
@@ -467,7 +360,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--client"]:
-        client_main(sys.argv[2])
-    else:
-        main()
+    main()
