@@ -20,7 +20,8 @@ for a day-ahead horizon that interval ended at least six days before the issue, 
 the as-known value unless a session lasted longer than that (ingest quarantines those).
 
 Run: ``.venv/bin/python bench/bench_demand.py [--season spring] [--models evcast,...]
-[--config PATH] [--write-readme]`` (``--help`` lists the options; tune on spring only).
+[--config PATH] [--write-readme] [--site-by-site]`` (``--help`` lists the options; tune on
+spring only; ``--site-by-site`` times the nightly way of fitting, site by site).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from perth_data import read_perth_sessions
 from features.demand_series import build_demand_series, mark_outages
 from features.matrix import build_feature_matrix
 from forecasting.config import SiteConfig, load_sites
-from models.demand import fit_site_models
+from models.demand import DemandForecaster, fit_site_models
 from models.demand_config import DemandConfig, load_demand_config
-from models.demand_matrix import compute_history_days, restate_targets
+from models.demand_matrix import build_training_matrix, compute_history_days, restate_targets
+from models.pooled_fits import POOLED_FITS
 
 REPO = Path(__file__).resolve().parent.parent
 TZ = "Europe/London"
@@ -184,6 +186,57 @@ def run_evcast(
             out.append(served.with_columns(site_id=pl.lit(site_id)))
     return day_rows(pl.concat(out)).select(
         "site_id", "issued_at", "interval_start", "p10", "p50", "p90"
+    )
+
+
+def time_site_by_site(
+    sessions: pl.DataFrame, *, sites: list[str], issued_at: datetime, config: DemandConfig
+) -> None:
+    """Print the cost of fitting every site one by one, as the nightly flow does.
+
+    Each site's ``DemandForecaster.fit`` (pool: all ``sites``) against one
+    ``fit_site_models`` of the whole pool at the same fit time, built from the same sessions
+    (the peer: pooled parts fitted once), the largest difference of their forecasts and the
+    statistics of the memo of pooled fits (``models.pooled_fits``).
+    """
+    pool = [site_config(s) for s in sites]
+    days = [issued_at + k * HOUR for k in range(24)]
+    starts = pl.Series("interval_start", days, dtype=pl.Datetime("us", "UTC"))
+
+    def ask(model: DemandForecaster, site: SiteConfig) -> np.ndarray:
+        out = model.predict(sessions, site=site, issued_at=issued_at, interval_starts=starts)
+        return out.select("p10", "p50", "p90").to_numpy()
+
+    POOLED_FITS.clear()
+    c0, t0 = time.process_time(), time.perf_counter()
+    one_by_one = {}
+    for site in pool:
+        s0 = time.process_time()
+        forecaster = DemandForecaster(config, pool_sites=pool)
+        one_by_one[site.site_id] = forecaster.fit(sessions, site=site, issued_at=issued_at)
+        print(f"  fit {site.site_id}: {time.process_time() - s0:.2f} s cpu")
+    by_site_cpu, by_site_wall = time.process_time() - c0, time.perf_counter() - t0
+    c0 = time.process_time()
+    known = sessions.filter(pl.col("plug_out_at") < issued_at)
+    matrix = pl.concat(
+        [build_training_matrix(known, site=s, issued_at=issued_at, config=config) for s in pool]
+    )
+    history = {
+        s.site_id: compute_history_days(known, site_id=s.site_id, issued_at=issued_at) for s in pool
+    }
+    together = fit_site_models(
+        matrix, sites=pool, issued_at=issued_at, history_days=history, config=config
+    )
+    peer_cpu = time.process_time() - c0
+    diff = max(
+        float(np.abs(ask(one_by_one[s.site_id], s) - ask(together[s.site_id], s)).max())
+        for s in pool
+    )
+    print(
+        f"{len(pool)} sites at {issued_at.isoformat()}: one by one {by_site_cpu:.1f} s cpu "
+        f"({by_site_wall:.1f} s wall), fit_site_models {peer_cpu:.1f} s cpu, ratio "
+        f"{by_site_cpu / peer_cpu:.2f}; largest forecast difference {diff!r} kWh; "
+        f"pooled fits memo: {POOLED_FITS.stats()}"
     )
 
 
@@ -351,6 +404,12 @@ def parse_args() -> argparse.Namespace:
         default=",".join(MODELS),
         help=f"comma-separated subset of {','.join(MODELS)} to run (faster tuning)",
     )
+    parser.add_argument(
+        "--site-by-site",
+        action="store_true",
+        help="only time DemandForecaster.fit of every site one by one at the first issue "
+        "(the nightly flow's way) against one fit_site_models of the pool",
+    )
     args = parser.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = sorted(set(args.models) - set(MODELS))
@@ -374,6 +433,9 @@ def main() -> None:
     blocks = [issues[i : i + REFIT_DAYS] for i in range(0, len(issues), REFIT_DAYS)]
     sites = select_sites(sessions, first_issue=issues[0], config=config)
     print(f"{len(sites)} sites, {len(issues)} issues, {len(blocks)} weekly refits")
+    if args.site_by_site:
+        time_site_by_site(sessions, sites=sites, issued_at=issues[0], config=config)
+        return
 
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}

@@ -16,15 +16,18 @@ when the site's chargers are known.
 ``fit_matrix`` and ``predict_matrix`` work on prebuilt matrices, so a backtest can build each
 site's features once for a season and reuse them across refits (see
 :func:`models.demand_matrix.restate_targets`); :func:`fit_site_models` fits every site of a
-refit from one pooled matrix, binning it once.
+refit from one pooled matrix, binning it once. ``fit`` with pooling does the pooled work (the
+pool's matrices, the pooled model or the hybrid tails, every pool site's P50 and the pooled
+shifts) once per process for all the pool's sites (:mod:`models.demand_fitting`,
+:mod:`models.pooled_fits`): training N sites one by one costs one pooled fit, not N, with the
+same forecasts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, Self
+from typing import Self
 
 import polars as pl
 
@@ -32,7 +35,8 @@ from features.matrix import build_feature_matrix, feature_columns
 from forecasting.config import SiteConfig
 from forecasting.errors import ConfigError, NotFittedError, SchemaError
 from models.demand_config import DemandConfig
-from models.demand_core import QuantileBoosters, fit_calibrated, fit_hybrid, predict_calibrated
+from models.demand_core import QuantileBoosters, predict_calibrated
+from models.demand_fitting import DemandFitter, Scope, select_site_model
 from models.demand_matrix import build_training_matrix, compute_history_days
 
 
@@ -42,42 +46,6 @@ def compute_cap_kwh(site: SiteConfig, *, resolution: timedelta) -> float | None:
     if capacity is None:
         return None
     return capacity * (resolution / timedelta(hours=1))
-
-
-@dataclass(frozen=True)
-class _Fitter:
-    """The core fits with one config's calibration window, ending at ``issued_at``."""
-
-    config: DemandConfig
-    features: tuple[str, ...]
-    issued_at: datetime
-
-    @property
-    def calibrate_from(self) -> datetime | None:
-        days = self.config.calibration_days
-        return self.issued_at - timedelta(days=days) if days else None
-
-    def calibrated(self, matrix: pl.DataFrame) -> QuantileBoosters:
-        return fit_calibrated(
-            matrix,
-            features=self.features,
-            params=self.config.lightgbm,
-            calibrate_from=self.calibrate_from,
-            coverage=self.config.interval_coverage,
-        )
-
-    def hybrid(self, matrix: pl.DataFrame) -> dict[str, QuantileBoosters]:
-        return fit_hybrid(
-            matrix,
-            features=self.features,
-            params=self.config.lightgbm,
-            calibrate_from=self.calibrate_from,
-            coverage=self.config.interval_coverage,
-        )
-
-
-Scope = Literal["site", "hybrid", "global"]
-"""Which model serves a site: its own, its own P50 with pooled tails, or the pooled one."""
 
 
 class DemandForecaster:
@@ -116,10 +84,46 @@ class DemandForecaster:
         issued_at: datetime,
         weather: pl.DataFrame | None = None,
     ) -> Self:
-        """Learn from the sessions known at ``issued_at`` [UTC] (``plug_out_at < issued_at``)."""
+        """Learn from the sessions known at ``issued_at`` [UTC] (``plug_out_at < issued_at``).
+
+        With pooling (``"hybrid"``, ``"global"`` or the global fallback) the pooled part is
+        fitted once per process for all sites of the pool and shared (:mod:`models.pooled_fits`).
+        """
         known = sessions.filter(pl.col("plug_out_at") < issued_at)
         history = compute_history_days(known, site_id=site.site_id, issued_at=issued_at)
-        pooled = self.config.pooling != "site" or history < self.config.min_history_days
+        others = self._present_pool(known, site=site, history=history)
+        if self.config.pooling == "site" and history >= self.config.min_history_days:
+            matrix = build_training_matrix(
+                known, site=site, issued_at=issued_at, config=self.config, weather=weather
+            )
+            return self.fit_matrix(
+                matrix,
+                site=site,
+                issued_at=issued_at,
+                history_days=history,
+                with_weather=weather is not None,
+            )
+        scope = self._scope(pooled=True, history_days=history)
+        fitter = DemandFitter(
+            self.config,
+            features=feature_columns(with_weather=weather is not None),
+            issued_at=issued_at,
+        )
+        pool = self._pool_order(site, others)
+        fitted = fitter.pooled(known, sites=pool, scope=scope, weather=weather)
+        return self._set_fitted(
+            select_site_model(fitted, site=site),
+            site=site,
+            issued_at=issued_at,
+            history=history,
+            scope=scope,
+            features=fitter.features,
+        )
+
+    def _present_pool(
+        self, known: pl.DataFrame, *, site: SiteConfig, history: float
+    ) -> list[SiteConfig]:
+        """Return the other pool sites with known sessions; raise when a short site has none."""
         present = set(known["site_id"].unique().to_list())
         others = [s for s in self.pool_sites if s.site_id in present and s.site_id != site.site_id]
         if history < self.config.min_history_days and not others:
@@ -129,22 +133,21 @@ class DemandForecaster:
                 "sessions; pass pool_sites or lower min_history_days in configs/demand.toml"
             )
             raise SchemaError(msg)
-        sites = [site, *others] if pooled else [site]
-        matrices = [
-            build_training_matrix(
-                known, site=s, issued_at=issued_at, config=self.config, weather=weather
-            )
-            for s in sites
+        return others
+
+    def _pool_order(self, site: SiteConfig, others: Sequence[SiteConfig]) -> list[SiteConfig]:
+        """Return the site and ``others`` in pool order (the site first when not in the pool).
+
+        One order for every site of the pool, so all of them share one pooled fit.
+        """
+        members = {site.site_id, *(s.site_id for s in others)}
+        ordered = [
+            site if s.site_id == site.site_id else s
+            for s in self.pool_sites
+            if s.site_id in members
         ]
-        matrix = pl.concat(matrices, how="vertical_relaxed")
-        return self.fit_matrix(
-            matrix,
-            site=site,
-            issued_at=issued_at,
-            history_days=history,
-            pooled=pooled,
-            with_weather=weather is not None,
-        )
+        in_pool = any(s.site_id == site.site_id for s in self.pool_sites)
+        return ordered if in_pool else [site, *ordered]
 
     def fit_matrix(
         self,
@@ -179,17 +182,10 @@ class DemandForecaster:
         """
         scope = self._scope(pooled=pooled, history_days=history_days)
         features = feature_columns(with_weather=with_weather)
-        fit = _Fitter(self.config, features=features, issued_at=issued_at)
-        if scope == "hybrid":
-            model = fit.hybrid(matrix).get(site.site_id)
-            if model is None:
-                msg = (
-                    f"site {site.site_id!r} has no trainable rows in the pooled matrix; "
-                    "check its sessions and outages or use pooling = 'global'"
-                )
-                raise SchemaError(msg)
-        else:
-            model = fit.calibrated(matrix)
+        fit = DemandFitter(self.config, features=features, issued_at=issued_at)
+        model = select_site_model(
+            fit.hybrid(matrix) if scope == "hybrid" else fit.calibrated(matrix), site=site
+        )
         return self._set_fitted(
             model,
             site=site,
@@ -358,7 +354,7 @@ def fit_site_models(
         fitted once and shared; each site's P50 (``site`` and ``hybrid``) learns from its rows.
     """
     features = feature_columns(with_weather=with_weather)
-    fit = _Fitter(config, features=features, issued_at=issued_at)
+    fit = DemandFitter(config, features=features, issued_at=issued_at)
     short = {s.site_id for s in sites if history_days[s.site_id] < config.min_history_days}
     pooled = fit.calibrated(matrix) if short or config.pooling == "global" else None
     own: dict[str, QuantileBoosters] = {}
