@@ -340,7 +340,8 @@ def run_backtest(
     spec
         Issue days, issue time, horizon, resolution and refit cadence.
     weather
-        Optional ``WEATHER_SCHEMA`` rows; each issue sees only rows known before it.
+        Optional ``WEATHER_SCHEMA`` rows of any sites; each issue sees only rows known before
+        it, and each site's features only its own rows (a pooled model reads every pool site's).
     observations_stand_in
         Let weather observations stand in for forecasts (marked in ``note``).
     on_progress
@@ -359,7 +360,7 @@ def run_backtest(
         inputs = _SiteInputs(
             site=site,
             known=known,
-            weather=None if weather is None else weather.filter(pl.col("site_id") == site.site_id),
+            weather=weather,  # every site's: a pooled model builds the pool sites' rows too
             observations_stand_in=observations_stand_in,
             resolution=spec.resolution,
         )
