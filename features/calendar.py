@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from forecasting.config import SiteConfig
-from forecasting.errors import ConfigError
+from forecasting.errors import ConfigError, SchemaError
 
 CALENDAR_FEATURE_COLUMNS: Final[tuple[str, ...]] = (
     "hour",
@@ -165,6 +165,13 @@ def add_calendar_features(
         ``is_holiday`` (public holiday) and ``is_bridge_day`` (a working day between two days
         off, at least one of them a holiday).
     """
+    if frame[column].has_nulls():
+        row = int(frame[column].is_null().arg_true()[0])
+        msg = (
+            f"{column} is null in row {row} of {frame.height}; calendar features need a "
+            "timestamp on every row: drop or fill those rows first"
+        )
+        raise SchemaError(msg)
     times = frame[column].cast(pl.Datetime("us", "UTC")).dt.epoch("us").to_numpy()
     unique, inverse = np.unique(times, return_inverse=True)
     arrays = compute_calendar_arrays(unique, site=site)

@@ -48,6 +48,7 @@ from features.known_series import (
     SiteContributions,
     build_known_series,
 )
+from forecasting.errors import SchemaError
 
 LAGS: Final[dict[str, timedelta]] = {
     "lag_1d": timedelta(days=1),
@@ -260,6 +261,31 @@ def add_lag_features(
     )
 
 
+def _in_session_order(contributions: pl.DataFrame) -> pl.DataFrame:
+    """Return contributions with each session's rows together, its arrival row first.
+
+    :class:`SiteContributions` relies on that order (as the splitter produces it) to tell
+    sessions apart; a frame in another order is sorted by session and interval start.
+    """
+    session = contributions["session_id"]
+    starts = session.ne_missing(session.shift(1)).fill_null(True)
+    arrival = contributions["arrivals"] == 1
+    if (starts == arrival).all() and starts.sum() == session.n_unique():
+        return contributions
+    ordered = contributions.sort("session_id", "interval_start", maintain_order=True)
+    first = ordered["session_id"].ne_missing(ordered["session_id"].shift(1)).fill_null(True)
+    wrong = (first != (ordered["arrivals"] == 1)).arg_true()
+    if wrong.len():
+        row = ordered.row(int(wrong[0]), named=True)
+        msg = (
+            f"contributions of session {row['session_id']!r} do not start with exactly one "
+            f"arrival row (interval_start {row['interval_start']}, arrivals "
+            f"{row['arrivals']}); pass the output of build_session_contributions unchanged"
+        )
+        raise SchemaError(msg)
+    return ordered
+
+
 def compute_lag_features(
     issued_at: pl.Series,
     interval_start: pl.Series,
@@ -271,6 +297,7 @@ def compute_lag_features(
 
     The array form of :func:`add_lag_features` (same rules and units); NaN marks "no value".
     """
+    contributions = _in_session_order(contributions)
     parts = SiteContributions(
         site=np.zeros(contributions.height, dtype=np.int64),
         start_us=_to_us(contributions["interval_start"]),

@@ -7,7 +7,7 @@ import pytest
 
 from features.calendar import CALENDAR_FEATURE_COLUMNS, add_calendar_features, holiday_dates
 from forecasting.config import SiteConfig
-from forecasting.errors import ConfigError
+from forecasting.errors import ConfigError, SchemaError
 
 
 def _hours_of_local_day(site: SiteConfig, day: date) -> pl.DataFrame:
@@ -91,3 +91,12 @@ def test_unknown_country_names_the_site(site: SiteConfig) -> None:
     bad = site.model_copy(update={"country": "XX", "subdivision": None})
     with pytest.raises(ConfigError, match="site 'broxden': holidays unknown for country='XX'"):
         holiday_dates(bad, first=date(2018, 1, 1), last=date(2018, 12, 31))
+
+
+def test_null_timestamp_names_its_row(site: SiteConfig) -> None:
+    frame = pl.DataFrame(
+        {"interval_start": [datetime(2018, 6, 1, tzinfo=UTC), None]},
+        schema={"interval_start": pl.Datetime("us", "UTC")},
+    )
+    with pytest.raises(SchemaError, match="interval_start is null in row 1 of 2"):
+        add_calendar_features(frame, site=site)

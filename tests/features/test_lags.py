@@ -21,6 +21,7 @@ from features.lags import (
     compute_lag_features,
     compute_site_lag_features,
 )
+from forecasting.errors import SchemaError
 from tests.features.conftest import T0, at, make_sessions
 
 HOUR = timedelta(hours=1)
@@ -152,6 +153,31 @@ def test_lag_not_yet_ended_is_null() -> None:
     assert features["lag_1d"].item() == pytest.approx(0.0)
     late = _features(sessions, [(at(30), at(30 + 30))], HOUR)
     assert late["lag_1d"].item() is None  # 36 h after T0 had not ended at T = 30 h
+
+
+def test_contributions_in_another_order_give_the_same_features() -> None:
+    # s0 is in flight at T = 12 h; sorted by interval start its rows interleave with s1's
+    sessions = make_sessions([(at(8), at(14), 600.0), (at(9), at(10), 2.0)])
+    contributions = build_session_contributions(sessions, resolution=HOUR).collect()
+    frame = pl.DataFrame(
+        {"issued_at": [at(12)], "interval_start": [at(12)]},
+        schema={"issued_at": pl.Datetime("us", "UTC"), "interval_start": pl.Datetime("us", "UTC")},
+    )
+    for order in (contributions, contributions.sort("interval_start"), contributions.reverse()):
+        features = add_lag_features(frame, contributions=order, resolution=HOUR)
+        assert features["max_24h"].item() == pytest.approx(2.0)  # s1 only: s0 is not known
+        assert features["mean_24h"].item() == pytest.approx(2.0 / 3)  # history from 9 h
+
+
+def test_contributions_without_their_arrival_row_are_refused() -> None:
+    sessions = make_sessions([(at(8), at(14), 6.0)])
+    contributions = build_session_contributions(sessions, resolution=HOUR).collect()
+    frame = pl.DataFrame(
+        {"issued_at": [at(20)], "interval_start": [at(20)]},
+        schema={"issued_at": pl.Datetime("us", "UTC"), "interval_start": pl.Datetime("us", "UTC")},
+    )
+    with pytest.raises(SchemaError, match=r"session 's0'.*exactly one arrival row"):
+        add_lag_features(frame, contributions=contributions.slice(1), resolution=HOUR)
 
 
 def _site_contributions(sessions: list[pl.DataFrame], resolution: timedelta) -> SiteContributions:

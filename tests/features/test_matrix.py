@@ -277,3 +277,21 @@ def test_data_unknown_at_issue_time_changes_no_feature(site: SiteConfig, case: d
     after = build_feature_matrix(edited, weather=future_weather, **common)
     columns = [*KEY_COLUMNS, *feature_columns(with_weather=True)[1:]]
     assert_frame_equal(before.select(columns), after.select(columns), abs_tol=TOLERANCE)
+
+
+def test_last_known_plug_out_survives_the_trim_of_early_sessions(site: SiteConfig) -> None:
+    # the latest session ends exactly at T (unknown at T); the one before it ended 100 days
+    # earlier, so long before the lookback that it is summarised, not split
+    issued = datetime(2018, 6, 1, tzinfo=UTC)
+    sessions = make_sessions(
+        [
+            (issued - 200 * DAY, issued - 199 * DAY, 5.0),
+            (issued - 100 * DAY, issued - 100 * DAY + HOUR, 3.0),
+            (issued - 2 * HOUR, issued, 4.0),
+        ]
+    )
+    matrix = build_feature_matrix(
+        sessions, site=site, issue_times=[issued], horizon=2 * HOUR, resolution=HOUR
+    )
+    expected = (100 * DAY - HOUR) / HOUR  # since the plug-out of the 3 kWh session [h]
+    assert matrix["hours_since_last_session"].to_list() == [expected, expected]
