@@ -11,8 +11,9 @@ definition time, and some of them are local to :func:`_add_routes`.)
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,7 @@ from forecasting.api import models
 from forecasting.api.audit import AuditBuffer
 from forecasting.api.auth import Gatekeeper
 from forecasting.api.config import ApiConfig
+from forecasting.api.failures import RepeatedFailures
 from forecasting.api.problems import ProblemError, install_problem_handlers
 from forecasting.api.ratelimit import RateLimiter
 from forecasting.api.service import ForecastService, Rendered
@@ -39,6 +41,7 @@ TargetName = Literal["demand", "pv", "net", "headroom"]
 SiteId = Annotated[str, Path(pattern=SITE_ID_PATTERN, max_length=64, examples=["site-1"])]
 _PROBLEM = {"model": models.Problem, "content": {"application/problem+json": {}}}
 _ERRORS: dict[int | str, dict[str, Any]] = dict.fromkeys((400, 401, 404, 429), _PROBLEM)
+_LOG = logging.getLogger(__name__)
 
 
 class _Auditor:
@@ -137,10 +140,16 @@ def _lifespan(
 ) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        failures = RepeatedFailures(_LOG)
+
         async def flush_forever() -> None:
             while True:
                 await asyncio.sleep(flush_s)
-                await run_in_threadpool(buffer.flush)
+                try:
+                    await run_in_threadpool(buffer.flush)
+                    failures.recovered("audit")
+                except Exception:  # the records stay queued; the next flush writes them
+                    failures.failed("audit", "writing the audit log failed; retry in %g s", flush_s)
 
         tasks = [asyncio.create_task(flush_forever())]
         if service.config.latest_ttl_s > 0:  # with a TTL of 0 every request looks up itself
@@ -150,9 +159,11 @@ def _lifespan(
         finally:
             for task in tasks:
                 task.cancel()
-                with suppress(asyncio.CancelledError):
-                    await task
-            await run_in_threadpool(buffer.flush)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            try:
+                await run_in_threadpool(buffer.flush)
+            except Exception:
+                _LOG.exception("writing the last audit records at shutdown failed; they are lost")
 
     return lifespan
 
@@ -196,7 +207,7 @@ def create_app(
     install_problem_handlers(app, key=key)
     app.add_middleware(_Auditor, buffer=buffer)
     limiter = RateLimiter(rate_per_s=config.rate_per_s, burst=config.burst)
-    gate = Gatekeeper(store, limiter=limiter, clock=now)
+    gate = Gatekeeper(store, limiter=limiter, clock=now, cache_s=config.token_cache_s)
     _add_routes(app, gate=gate, known={s.site_id: s for s in sites}, config=config, now=now)
     return app
 

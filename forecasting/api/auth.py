@@ -23,6 +23,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPBearer
 from sqlalchemy.engine import Engine
 
+from forecasting.api.failures import RepeatedFailures
 from forecasting.api.problems import ProblemError
 from forecasting.api.ratelimit import RateLimiter, retry_after_header
 from forecasting.config import SITE_ID_PATTERN
@@ -105,6 +106,7 @@ class Gatekeeper(HTTPBearer):
         clock: Callable[[], datetime],
         cache_s: float = 5.0,
     ) -> None:
+        """Check tokens against ``engine``; a record read is used for ``cache_s`` [s] at most."""
         super().__init__(
             scheme_name="HTTPBearer",
             description="Token from `evcast tokens create`.",
@@ -116,6 +118,8 @@ class Gatekeeper(HTTPBearer):
         self._cache_s = cache_s
         self._tokens: dict[str, tuple[TokenRecord, float]] = {}
         self._renewing: dict[str, asyncio.Task[None]] = {}
+        self._retry_at: dict[str, float] = {}  # after a failed re-read, when to try again [s]
+        self._failures = RepeatedFailures(_LOG)
 
     async def find(self, token_id: str) -> TokenRecord | None:
         """Return the record of ``token_id`` (None if unknown), from the cache when it can.
@@ -123,15 +127,20 @@ class Gatekeeper(HTTPBearer):
         A record is used for at most ``cache_s`` [s] after it was read. Once it is half that
         old, the next request starts a re-read in the background and goes on with the cached
         record, so requests for a token in use never wait for the store (only its first one).
+        A failed re-read is tried again at most every ``cache_s / 4`` [s].
         """
         cached = self._tokens.get(token_id)
         if cached is not None:
-            age = time.monotonic() - cached[1]
+            now = time.monotonic()
+            age = now - cached[1]
             if age < self._cache_s:
-                if age >= self._cache_s / 2 and token_id not in self._renewing:
+                if age >= self._cache_s / 2 and self._may_renew(token_id, now):
                     self._renewing[token_id] = asyncio.create_task(self._renew(token_id))
                 return cached[0]
         return await self._read(token_id)
+
+    def _may_renew(self, token_id: str, now: float) -> bool:
+        return token_id not in self._renewing and now >= self._retry_at.get(token_id, 0.0)
 
     async def _read(self, token_id: str) -> TokenRecord | None:
         read_at = time.monotonic()
@@ -148,7 +157,13 @@ class Gatekeeper(HTTPBearer):
         try:
             await self._read(token_id)
         except Exception:  # the cached record expires; a request then reads and reports it
-            _LOG.exception("re-reading token %s failed", token_id)
+            if len(self._retry_at) >= _MAX_CACHED_TOKENS:
+                self._retry_at.clear()
+            self._retry_at[token_id] = time.monotonic() + self._cache_s / 4
+            self._failures.failed(token_id, "re-reading token %s failed", token_id)
+        else:
+            self._retry_at.pop(token_id, None)
+            self._failures.recovered(token_id)
         finally:
             del self._renewing[token_id]
 
@@ -166,7 +181,10 @@ class Gatekeeper(HTTPBearer):
         request.state.token_id = record.token_id
         wait = self._limiter.acquire(record.token_id)
         if wait > 0:
-            msg = f"rate limit of {self._limiter.rate_per_s:g} requests/s exceeded; retry later"
+            msg = (
+                f"rate limit of {self._limiter.rate_per_s:g} requests/s per worker process "
+                "exceeded; retry later"
+            )
             raise ProblemError(
                 429, msg, kind="rate-limited", headers={"Retry-After": retry_after_header(wait)}
             )

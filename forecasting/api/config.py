@@ -34,6 +34,17 @@ class ApiConfig(BaseSettings):
     latest_ttl_s: Annotated[
         float, Field(ge=0, le=60, description="How often the latest run id is looked up again [s].")
     ] = 1.0
+    token_cache_s: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=60,
+            description=(
+                "How long a token record is used after it was read, per worker process: a "
+                "deleted or re-scoped token keeps working for at most this long [s]."
+            ),
+        ),
+    ] = 5.0
     cache_entries: Annotated[
         int, Field(ge=1, description="Serialized documents kept in memory [-].")
     ] = 512

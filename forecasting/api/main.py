@@ -21,17 +21,52 @@ from forecasting.settings import Settings
 def build_app(settings: Settings) -> FastAPI:
     """Build the API over the forecast store and site catalog named by ``settings``.
 
-    Everything allocated so far (about 100k objects: FastAPI, pydantic, polars, SQLAlchemy) is
-    then moved out of the garbage collector's view (:func:`gc.freeze`): a full collection of it
-    takes some 50 ms, a pause that lands on whichever requests are in flight, about once every
-    20k requests. Serving allocates little that lives long, so little is left to collect.
+    Raises
+    ------
+    ConfigError
+        When the site catalog cannot be loaded (e.g. ``sites.toml`` is missing).
+    StoreError
+        When the forecast store cannot be opened.
     """
     store = open_store(settings.forecast_store_url)
-    api = create_app(settings, store, load_site_catalog(settings))
+    return create_app(settings, store, load_site_catalog(settings))
+
+
+def check_settings(settings: Settings) -> None:
+    """Open the forecast store and load the site catalog as :func:`build_app` will, then let go.
+
+    ``evcast serve --workers N`` calls it before starting the workers, so a bad configuration
+    is reported once instead of crashing every worker at start-up, again and again.
+
+    Raises
+    ------
+    ConfigError
+        When the site catalog cannot be loaded (e.g. ``sites.toml`` is missing).
+    StoreError
+        When the forecast store cannot be opened.
+    """
+    store = open_store(settings.forecast_store_url)
+    try:
+        load_site_catalog(settings)
+    finally:
+        store.dispose()
+
+
+def freeze_heap() -> None:
+    """Move everything allocated so far out of the garbage collector's view (process entry only).
+
+    After start-up (about 100k objects: FastAPI, pydantic, polars, SQLAlchemy), a full
+    collection takes some 50 ms, a pause that lands on whichever requests are in flight, about
+    once every 20k requests. Serving allocates little that lives long, so after
+    :func:`gc.freeze` little is left to collect. It changes the whole process, so only a
+    serving process's entry point calls it, never :func:`build_app`.
+    """
+    gc.collect()
     gc.freeze()
-    return api
 
 
 def create_app_from_env() -> FastAPI:
-    """Build the API from the ``EVCAST_*`` environment (uvicorn's app factory)."""
-    return build_app(Settings())
+    """Build the API from the ``EVCAST_*`` environment (uvicorn's app factory), then freeze."""
+    api = build_app(Settings())
+    freeze_heap()
+    return api

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from forecasting.api.config import ApiConfig
+from forecasting.api.failures import RepeatedFailures
 from forecasting.api.problems import ProblemError
 from forecasting.api.signing import compute_signature
 from forecasting.errors import SchemaError
@@ -36,7 +37,6 @@ from forecasting.publication.contract import Publication
 from forecasting.publication.documents import build_forecast_document, encode_document
 from forecasting.publication.ocpp import build_schedule_document
 
-_RUNS_KEPT = 64
 _RECENT_S = 60.0  # sites requested within this long are kept fresh by the refresher [s]
 _REFRESH_SLACK_S = 1.0  # while the refresher runs, entries are served this much past the TTL [s]
 _LOG = logging.getLogger(__name__)
@@ -89,11 +89,17 @@ class ForecastService:
         self._key = signing_key
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
-        self._latest: dict[str, tuple[str | None, float]] = {}
+        # per site: its latest run (None: nothing published) and when it was looked up [s];
+        # bounded by the sites requested in the last minute (the app only serves known sites)
+        self._latest: dict[str, tuple[Publication | None, float]] = {}
         self._requested: dict[str, float] = {}
-        self._max_age = config.latest_ttl_s
-        self._runs = _Lru(_RUNS_KEPT)
+        self._refreshers = 0  # keep_fresh tasks running: they allow the slack past the TTL
+        self._failures = RepeatedFailures(_LOG)
         self._bodies = _Lru(config.cache_entries)
+
+    def _max_age(self) -> float:
+        slack = _REFRESH_SLACK_S if self._refreshers > 0 else 0.0
+        return self.config.latest_ttl_s + slack
 
     def _cached_latest(self, site_id: str) -> Publication | bool | None:
         """Return the cached latest run, None if none is published, False if unknown."""
@@ -101,9 +107,9 @@ class ForecastService:
         with self._lock:
             self._requested[site_id] = now
             entry = self._latest.get(site_id)
-            if entry is None or now - entry[1] > self._max_age:
+            if entry is None or now - entry[1] > self._max_age():
                 return False
-            return None if entry[0] is None else (self._runs.get(entry[0]) or False)
+            return entry[0]
 
     def latest(self, site_id: str) -> Publication | None:
         """Return the latest run of a site (from cache when fresh), or None.
@@ -123,6 +129,10 @@ class ForecastService:
     def refresh_recent(self) -> int:
         """Look up again the latest run of each site requested in the last minute (store I/O).
 
+        A site whose lookup fails is logged (with a traceback the first time it fails, then
+        in one line) and skipped, so the other sites are still refreshed. Sites not requested
+        in the last minute are dropped from the cache.
+
         Returns
         -------
         int
@@ -131,11 +141,19 @@ class ForecastService:
         cutoff = time.monotonic() - _RECENT_S
         with self._lock:
             self._requested = {s: t for s, t in self._requested.items() if t >= cutoff}
+            self._latest = {s: e for s, e in self._latest.items() if s in self._requested}
             sites = list(self._requested)
+        refreshed = 0
         for site_id in sites:
-            with self._refresh_lock:
-                self._refresh(site_id)
-        return len(sites)
+            try:
+                with self._refresh_lock:
+                    self._refresh(site_id)
+            except Exception:  # the entry ages out; requests then look it up and report it
+                self._failures.failed(site_id, "refreshing the latest run of %r failed", site_id)
+            else:
+                self._failures.recovered(site_id)
+                refreshed += 1
+        return refreshed
 
     async def keep_fresh(self) -> None:
         """Run :meth:`refresh_recent` every ``latest_ttl_s`` in a thread, until cancelled.
@@ -146,7 +164,7 @@ class ForecastService:
         its sites then age out of the cache and requests look them up (and report the error).
         """
         period = self.config.latest_ttl_s
-        self._max_age = period + _REFRESH_SLACK_S
+        self._refreshers += 1
         try:
             while True:
                 await asyncio.sleep(period)
@@ -155,24 +173,21 @@ class ForecastService:
                 except Exception:
                     _LOG.exception("refreshing the latest runs failed; retrying in %g s", period)
         finally:
-            self._max_age = period
+            self._refreshers -= 1
 
     def _refresh(self, site_id: str) -> Publication | None:
         run_id = latest_run_id(self.engine, site_id)
         publication = None
         if run_id is not None:
             with self._lock:
-                publication = self._runs.get(run_id)
-            if publication is None:
+                entry = self._latest.get(site_id)
+            if entry is not None and entry[0] is not None and entry[0].run_id == run_id:
+                publication = entry[0]  # unchanged: a run is never read twice
+            else:
                 stored = read_run(self.engine, run_id)
                 publication = stored.publication if stored else None
         with self._lock:
-            if publication is not None:
-                self._runs.put(publication.run_id, publication)
-            self._latest[site_id] = (
-                publication.run_id if publication else None,
-                time.monotonic(),
-            )
+            self._latest[site_id] = (publication, time.monotonic())
         return publication
 
     def _finish(self, document: dict[str, Any], *, publication: Publication) -> Rendered:

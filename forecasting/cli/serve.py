@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
 APP_FACTORY: Final = "forecasting.api.main:create_app_from_env"
+GRACEFUL_SHUTDOWN_S: Final = 10  # most a stalled connection delays a worker's shutdown [s]
 
 WORKERS_HELP = (
     "Worker processes sharing the port. Each worker keeps its own caches and its own rate "
@@ -47,8 +48,30 @@ def build_server_config(
 
     With one worker the app is built here from ``settings``; with several, uvicorn starts each
     worker process fresh and it builds its own app from the ``EVCAST_*`` environment
-    (:func:`forecasting.api.main.create_app_from_env`). The event loop and HTTP parser are
-    uvicorn's "auto" choice: uvloop and httptools when installed (``uvicorn[standard]``).
+    (:func:`forecasting.api.main.create_app_from_env`), so the store and the site catalog are
+    checked here first: a bad configuration fails once, here, rather than in every worker. The
+    event loop and HTTP parser are uvicorn's "auto" choice: uvloop and httptools when installed
+    (``uvicorn[standard]``).
+
+    Parameters
+    ----------
+    settings
+        Runtime settings: forecast store URL, sites file, signing key.
+    host
+        Interface to listen on.
+    port
+        TCP port [-], 1 to 65535.
+    tls_cert, tls_key
+        PEM certificate and key, both or neither: HTTPS.
+    workers
+        Worker processes sharing the port [-], at least 1.
+
+    Raises
+    ------
+    ConfigError
+        For a bad TLS pair, worker count or site catalog.
+    StoreError
+        When the forecast store cannot be opened.
     """
     _check_tls(tls_cert, tls_key)
     if workers < 1:
@@ -56,11 +79,13 @@ def build_server_config(
         raise ConfigError(msg)
     import uvicorn  # noqa: PLC0415 -- lazy CLI imports: `evcast --help` stays fast
 
+    from forecasting.api.main import build_app, check_settings  # noqa: PLC0415
+
     api: str | FastAPI = APP_FACTORY  # each worker process builds its own
     if workers == 1:
-        from forecasting.api.main import build_app  # noqa: PLC0415
-
         api = build_app(settings)
+    else:
+        check_settings(settings)
     return uvicorn.Config(
         api,
         factory=workers > 1,
@@ -73,6 +98,7 @@ def build_server_config(
         ssl_keyfile=str(tls_key) if tls_key else None,
         access_log=False,
         log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
@@ -81,9 +107,12 @@ def run_server(config: uvicorn.Config) -> None:
     import uvicorn  # noqa: PLC0415 -- lazy CLI import
     from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
 
+    from forecasting.api.main import freeze_heap  # noqa: PLC0415
+
     if config.workers > 1:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
     else:
+        freeze_heap()
         uvicorn.Server(config).run()
 
 

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from api_support import SIGNING_KEY, T0, AppFactory, Env, publish_example
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
+from forecasting.api import audit as audit_module
+from forecasting.api import service as service_module
 from forecasting.api.signing import SIGNATURE_HEADER, verify_signature
-from forecasting.io.forecast_store import read_audit
+from forecasting.io.forecast_store import AuditRecord, latest_run_id, read_audit, write_audit
 from forecasting.publication.ocpp import validate_charging_profile
 
 FORECAST_A = "/v1/sites/site-a/forecast"
@@ -258,10 +264,30 @@ def test_a_publish_that_crashes_midway_leaves_the_previous_run_served(
 
 
 def test_a_newly_published_run_is_served_within_the_refresh_period(
-    make_app: AppFactory, env: Env
+    make_app: AppFactory, env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ttl = 0.2
+    in_refresher = threading.local()
+    by_requests: list[str] = []  # latest-run lookups made by requests, not by the refresher
+
+    def lookup(engine: Engine, site_id: str) -> str | None:
+        if not getattr(in_refresher, "active", False):
+            by_requests.append(site_id)
+        return latest_run_id(engine, site_id)
+
+    monkeypatch.setattr(service_module, "latest_run_id", lookup)
     with TestClient(make_app(latest_ttl_s=ttl)) as client:
+        service = client.app.state.service  # type: ignore[attr-defined]
+        refresh = service.refresh_recent
+
+        def marked_refresh() -> int:
+            in_refresher.active = True
+            try:
+                return refresh()
+            finally:
+                in_refresher.active = False
+
+        monkeypatch.setattr(service, "refresh_recent", marked_refresh)
         assert client.get(FORECAST_A, headers=_auth(env.token_ab)).json()["run_id"] == env.run_a
         newer = publish_example(env.store, "site-a", issued_at=T0 + timedelta(minutes=30))
         published = time.monotonic()
@@ -270,7 +296,65 @@ def test_a_newly_published_run_is_served_within_the_refresh_period(
             assert time.monotonic() - published < ttl + 2.0, served  # a period, a refresh, slack
             time.sleep(0.02)
             served.append(client.get(FORECAST_A, headers=_auth(env.token_ab)).json()["run_id"])
+        time.sleep(1.5)  # longer than the TTL plus the refresher's slack: still no lookups
+        assert client.get(FORECAST_A, headers=_auth(env.token_ab)).json()["run_id"] == newer
     assert set(served) <= {env.run_a, newer}
+    assert by_requests == ["site-a"]  # only the first request looked the run up itself
+
+
+def test_audit_records_are_kept_through_failed_writes_and_written_later(
+    make_app: AppFactory,
+    env: Env,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failing = {"next": True, "always": False}
+    attempts: list[int] = []
+
+    def flaky_write(engine: Engine, records: Sequence[AuditRecord]) -> None:
+        attempts.append(len(records))
+        if records and (failing["next"] or failing["always"]):
+            failing["next"] = False
+            msg = "database is locked"
+            raise OSError(msg)
+        write_audit(engine, records)
+
+    monkeypatch.setattr(audit_module, "write_audit", flaky_write)
+    with (
+        caplog.at_level(logging.WARNING, logger="forecasting.api.app"),
+        TestClient(make_app(audit_flush_s=0.05)) as client,
+    ):
+        client.get(FORECAST_A, headers=_auth(env.token_ab))
+        deadline = time.monotonic() + 5.0  # the flusher retries every 0.05 s after the failure
+        while read_audit(env.store).height == 0:
+            assert time.monotonic() < deadline, attempts
+            time.sleep(0.02)
+        failing["always"] = True  # from now on, and also at shutdown
+        client.get("/v1/sites", headers=_auth(env.token_ab))
+        buffer = client.app.state.audit  # type: ignore[attr-defined]
+    assert read_audit(env.store).height == 1
+    assert any("at shutdown" in r.getMessage() for r in caplog.records)
+    failing["always"] = False
+    assert buffer.flush() == 1  # the record was kept, not lost
+    assert read_audit(env.store).select("path").to_series().to_list() == [FORECAST_A, "/v1/sites"]
+
+
+def test_a_deleted_token_is_refused_within_the_token_cache_time(
+    make_app: AppFactory, env: Env
+) -> None:
+    cache_s = 0.4
+    token_id = env.token_ab.split("_")[1]
+    with TestClient(make_app(token_cache_s=cache_s)) as client:
+        assert client.get(FORECAST_A, headers=_auth(env.token_ab)).status_code == 200
+        with env.store.begin() as conn:
+            conn.execute(sa.text("DELETE FROM tokens WHERE token_id = :t"), {"t": token_id})
+        deleted = time.monotonic()
+        statuses: list[int] = []
+        while not statuses or statuses[-1] != 401:
+            assert time.monotonic() - deleted < cache_s + 1.0, statuses  # 1 s: a busy machine
+            statuses.append(client.get(FORECAST_A, headers=_auth(env.token_ab)).status_code)
+            time.sleep(0.02)
+    assert set(statuses) <= {200, 401}
 
 
 def test_healthz_and_openapi_need_no_token(client: TestClient) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from typer.testing import CliRunner
 from uvicorn.importer import import_from_string
 
 from forecasting.api.auth import issue_token
+from forecasting.api.main import build_app, create_app_from_env
 from forecasting.api.signing import SIGNATURE_HEADER, verify_signature
 from forecasting.cli import app as cli
 from forecasting.cli.serve import build_server_config
@@ -198,13 +201,17 @@ def test_serve_uses_uvloop_and_httptools_and_an_app_factory_for_several_workers(
     loop = one.get_loop_factory()()
     loop.close()
     assert type(loop).__module__.startswith("uvloop")
+    assert one.timeout_graceful_shutdown == 10  # a stalled connection cannot hold a worker
     two = build_server_config(home[0], host="127.0.0.1", port=free_port(), workers=2)
     assert (two.app, two.factory, two.workers) == (
         "forecasting.api.main:create_app_from_env",
         True,
         2,
     )
-    api = import_from_string(two.app)()  # what each worker does: build the app from the env
+    assert import_from_string(two.app) is create_app_from_env
+    frozen = gc.get_freeze_count()
+    api = build_app(Settings())  # what each worker's factory does, short of freezing the heap
+    assert gc.get_freeze_count() == frozen  # building an app leaves the collector alone
     assert {"/healthz", "/v1/sites/{site_id}/forecast"} <= set(api.openapi()["paths"])
     help_text = CliRunner().invoke(cli, ["serve", "--help"], env={"COLUMNS": "200"}).stdout
     assert "per worker" in help_text
@@ -264,3 +271,25 @@ def test_two_workers_serve_and_append_to_one_audit_log(home: tuple[Settings, str
     store.dispose()
     assert audit.height == 40
     assert set(audit.select("status", "run_id").rows()) == {(200, run_id)}
+
+
+def test_serve_with_several_workers_reports_a_missing_sites_file_once_and_exits(
+    home: tuple[Settings, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EVCAST_CONFIG_DIR", str(tmp_path / "nowhere"))
+    port = free_port()
+    command = [sys.executable, "-m", "forecasting", "serve", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(
+        command, env=os.environ.copy(), stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        _, stderr = server.communicate(timeout=30)  # the parent checks before any worker starts
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)  # the supervisor and its workers
+        server.communicate()
+        raise
+    assert server.returncode == 2
+    lines = stderr.decode().strip().splitlines()
+    assert lines[-1].startswith("error: config file ")
+    assert "sites.toml' does not exist" in lines[-1]
+    assert "Traceback" not in stderr.decode()
