@@ -17,6 +17,7 @@ import holidays
 import numpy as np
 import polars as pl
 
+from features.time_grid import US_PER_DAY
 from forecasting.config import SiteConfig
 from forecasting.errors import ConfigError, SchemaError
 
@@ -65,7 +66,6 @@ def _holidays(
     return tuple(sorted(holidays.country_holidays(country, subdiv=subdivision, years=years)))
 
 
-_US_PER_DAY: Final = 86_400_000_000
 _US_PER_MINUTE: Final = 60_000_000
 
 
@@ -113,8 +113,8 @@ def compute_calendar_arrays(interval_us: np.ndarray, *, site: SiteConfig) -> dic
         .dt.epoch("us")
         .to_numpy()
     )
-    days = local_us // _US_PER_DAY
-    minute_of_day = local_us % _US_PER_DAY // _US_PER_MINUTE
+    days = local_us // US_PER_DAY
+    minute_of_day = local_us % US_PER_DAY // _US_PER_MINUTE
     weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
     day = days.astype("datetime64[D]")
     year_start = day.astype("datetime64[Y]")

@@ -28,7 +28,7 @@ class SiteContributions:
 
     ``site`` numbers the sites from 0; times are [us since epoch]. A session's contributions
     are consecutive, its arrival (plug-in interval) first, as
-    :func:`features.demand_series.split_at_intervals` makes them.
+    :func:`features.session_split.split_at_intervals` makes them.
     """
 
     site: np.ndarray  # site number [-]
@@ -42,9 +42,9 @@ class SiteContributions:
 class EarlierSessions:
     """What the sessions left out of :class:`SiteContributions` tell, per site.
 
-    All of them ended before ``lookback_from_us``, which is at or before every issue time
-    minus the longest look-back of the features, so every issue time knows them and no
-    feature window reaches their intervals.
+    All of them ended (``plug_out_at``) at or before ``lookback_from_us``, which is at or
+    before every issue time minus the longest look-back of the features, so every issue time
+    knows them and no feature window reaches their intervals.
     """
 
     first_us: np.ndarray  # per site: start of their earliest interval [us], NO_HISTORY if none
@@ -61,7 +61,7 @@ class KnownSeries:
     """
 
     origin_us: int  # start of interval 0 [us since epoch]
-    step_us: int
+    step_us: int  # interval length [us]
     full: np.ndarray  # energy per site and interval [kWh], shape (sites, n)
     issues_us: np.ndarray  # sorted unique issue times [us since epoch]
     ended: np.ndarray  # per cell: number of intervals ended by its issue time (b_T)
@@ -106,9 +106,13 @@ class IssueCounter:
 
 
 def _history(
-    parts: SiteContributions, interval: np.ndarray, known_count: np.ndarray, *, sites: int,
+    parts: SiteContributions,
+    interval: np.ndarray,
+    known_count: np.ndarray,
+    *,
+    sites: int,
     issue_count: int,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray]:
     """Per cell: first interval of the known sessions, latest known plug-out.
 
     ``known_count`` is, per session, the number of issue times at or before its plug-out.
@@ -129,9 +133,14 @@ def _history(
 
 
 def _correction_pairs(
-    parts: SiteContributions, interval: np.ndarray, known_count: np.ndarray, *,
-    issues: IssueCounter, issue_count: int, n: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    parts: SiteContributions,
+    interval: np.ndarray,
+    known_count: np.ndarray,
+    *,
+    issues: IssueCounter,
+    issue_count: int,
+    n: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (cell, interval, energy) of contributions ended by T but of sessions unknown at T.
 
     Only sessions in flight at some issue time (plugged in at T, first interval ended by T)
@@ -150,9 +159,26 @@ def _correction_pairs(
     return cell, interval[rows_rep], parts.energy[rows_rep]
 
 
+def _full_series(
+    parts: SiteContributions, interval: np.ndarray, *, sites: int, n: int
+) -> np.ndarray:
+    """Energy [kWh] per site and grid interval ``0..n-1`` (``interval`` per contribution)."""
+    inside = interval < n
+    full = np.bincount(
+        parts.site[inside] * n + interval[inside], weights=parts.energy[inside], minlength=sites * n
+    )
+    return full.astype(np.float64, copy=False).reshape(sites, n)
+
+
 def _grid_origin(
     parts: SiteContributions, issues_us: np.ndarray, step_us: int, earlier: EarlierSessions | None
 ) -> int:
+    """Return the start of interval 0 of the dense grid [us since epoch, a multiple of step].
+
+    The earliest of: the first contribution's interval start, the grid point at or before
+    ``earlier.lookback_from_us``; without either, the grid point at or before the first issue
+    time (0 without issue times).
+    """
     candidates = []
     if parts.site.size:
         candidates.append(int(parts.start_us.min()))
@@ -173,8 +199,25 @@ def build_known_series(
 ) -> KnownSeries:
     """Prepare the full series of ``sites`` sites and the exact in-flight corrections.
 
-    ``issues_us`` are the sorted unique issue times [us since epoch], shared by all sites;
-    ``earlier`` describes sessions left out of ``parts`` (default: none were).
+    Parameters
+    ----------
+    parts
+        Contributions of the sites' sessions, from any sessions: a session is known at issue
+        time ``T`` when its ``plug_out_at < T``.
+    sites
+        Number of sites; ``parts.site`` is in ``[0, sites)``.
+    issues_us
+        Sorted unique issue times [us since epoch, UTC], shared by all sites.
+    step_us
+        Interval length [us]; the contributions' interval starts are on this grid.
+    earlier
+        What the sessions left out of ``parts`` tell (default: none were left out).
+
+    Returns
+    -------
+    KnownSeries
+        The full series on a grid of intervals that ended by the last issue time, labelled
+        by their start, and per (site, issue) cell what was known at its issue time.
     """
     if issues_us.size == 0:
         keep = np.zeros(parts.site.size, dtype=bool)
@@ -183,11 +226,7 @@ def build_known_series(
     ended = np.clip((issues_us - origin) // step_us, 0, None)
     n = int(ended.max()) if ended.size else 0
     interval = (parts.start_us - origin) // step_us
-    inside = interval < n
-    full = np.bincount(
-        parts.site[inside] * n + interval[inside], weights=parts.energy[inside],
-        minlength=sites * n,
-    ).astype(np.float64, copy=False).reshape(sites, n)  # fmt: skip
+    full = _full_series(parts, interval, sites=sites, n=n)
     counter = IssueCounter(issues_us, origin_us=origin, step_us=step_us, n=n)
     known_count = counter.count_at_or_before(parts.known_us[parts.arrival])
     history, last_end = _history(
@@ -203,7 +242,15 @@ def build_known_series(
         parts, interval, known_count, issues=counter, issue_count=issues_us.size, n=n
     )
     return KnownSeries(
-        origin, step_us, full, issues_us, np.tile(ended, sites),
-        np.repeat(np.arange(sites), issues_us.size), history.ravel(), last_end.ravel(),
-        pair_cell, pair_interval, pair_energy,
-    )  # fmt: skip
+        origin_us=origin,
+        step_us=step_us,
+        full=full,
+        issues_us=issues_us,
+        ended=np.tile(ended, sites),
+        cell_site=np.repeat(np.arange(sites), issues_us.size),
+        history=history.ravel(),
+        last_end_us=last_end.ravel(),
+        pair_cell=pair_cell,
+        pair_interval=pair_interval,
+        pair_energy=pair_energy,
+    )

@@ -12,7 +12,8 @@ computed on the full series with cumulative sums and gathers, then corrected exa
 pair ``(T, j)``, without a Python loop over issue times. Several sites are computed in the
 same pass, on one dense (site, interval) grid with a shared origin (the zeros before a site's
 first session change no value), so there is no Python loop over sites either. The grid and the
-corrections are built in :mod:`features.known_series`.
+corrections are built in :mod:`features.known_series`, the rolling and EWM statistics over it
+in :mod:`features.known_windows`.
 
 No feature looks further back than :data:`LOOKBACK` (the longest window plus 64 half-lives of
 the EWM level), so sessions that ended earlier may be left out (``earlier``): the features are
@@ -42,12 +43,13 @@ import numpy as np
 import polars as pl
 
 from features.known_series import (
-    NO_HISTORY,
     EarlierSessions,
     KnownSeries,
     SiteContributions,
     build_known_series,
 )
+from features.known_windows import compute_ewm_levels, compute_window_maxima, compute_window_means
+from features.time_grid import ONE_US, US_PER_HOUR
 from forecasting.errors import SchemaError
 
 LAGS: Final[dict[str, timedelta]] = {
@@ -76,7 +78,6 @@ LAG_FEATURE_COLUMNS: Final[tuple[str, ...]] = (
 )
 """Columns added by :func:`add_lag_features`, in order."""
 
-_US: Final = timedelta(microseconds=1)
 EWM_WARMUP_HALF_LIVES: Final = 64
 """Half-lives of data the EWM level sees before the longest window: older data weighs 2^-64."""
 LOOKBACK: Final = max(*LAGS.values(), *ROLLING_MEANS.values(), *ROLLING_MAXIMA.values()) + (
@@ -88,78 +89,6 @@ be left out of the contributions (see :class:`features.known_series.EarlierSessi
 
 def _to_us(values: pl.Series) -> np.ndarray:
     return values.dt.epoch("us").to_numpy().astype(np.int64)
-
-
-def _window_start(known: KnownSeries, width: int) -> np.ndarray:
-    return np.maximum(known.ended - width, known.history)
-
-
-def _rolling_mean(known: KnownSeries, cumulative: np.ndarray, width: int) -> np.ndarray:
-    start = np.minimum(_window_start(known, width), known.ended)
-    total = cumulative[known.cell_site, known.ended] - cumulative[known.cell_site, start]
-    in_window = known.pair_interval >= start[known.pair_cell]
-    total -= np.bincount(
-        known.pair_cell[in_window],
-        weights=known.pair_energy[in_window],
-        minlength=known.ended.size,
-    )
-    count = known.ended - start
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def _rolling_max(known: KnownSeries, width: int) -> np.ndarray:
-    _sites, n = known.full.shape
-    start = np.minimum(_window_start(known, width), known.ended)
-    flat = known.full.ravel()
-    if flat.size == 0:
-        return np.full(start.size, np.nan)
-    bounds = np.stack((known.cell_site * n + start, known.cell_site * n + known.ended), axis=1)
-    # maximum over [start, ended) of each cell in one C pass; odd slices are ignored. A window
-    # that ends the grid is cut one short (reduceat needs indices inside), so add that value
-    result = np.maximum.reduceat(flat, np.minimum(bounds.ravel(), flat.size - 1))[::2]
-    at_end = bounds[:, 1] == flat.size
-    result[at_end] = np.maximum(result[at_end], flat[-1])
-    result[known.ended <= start] = np.nan
-    in_window = known.pair_interval >= known.ended[known.pair_cell] - width
-    corrected = np.unique(known.pair_cell[in_window])
-    if corrected.size:  # cells with sessions unknown at T inside the window: exactly
-        result[corrected] = _corrected_max(known, width, corrected, in_window)
-    return result
-
-
-def _corrected_max(
-    known: KnownSeries, width: int, cells: np.ndarray, in_window: np.ndarray
-) -> np.ndarray:
-    """Window maxima of ``cells`` after subtracting the energy of sessions unknown at T."""
-    base = known.ended[cells] - width
-    index = base[:, None] + np.arange(width)[None, :]
-    n = known.full.shape[1]
-    # positions before the grid are clipped here and excluded by ``valid`` below
-    position = known.cell_site[cells][:, None] * n + index
-    values = np.take(known.full.ravel(), position, mode="clip")
-    row = np.searchsorted(cells, known.pair_cell[in_window])
-    column = known.pair_interval[in_window] - base[row]
-    np.subtract.at(values, (row, column), known.pair_energy[in_window])
-    valid = index >= _window_start(known, width)[cells][:, None]
-    result = np.where(valid, values, -np.inf).max(axis=1, initial=-np.inf)
-    return np.where(np.isneginf(result), np.nan, result)
-
-
-def _ewm_level(known: KnownSeries, half_life: int) -> np.ndarray:
-    alpha = 1.0 - 0.5 ** (1.0 / half_life)
-    issues = known.issues_us.size
-    level = np.zeros(known.ended.size)
-    padded = np.zeros(known.full.shape[1] + 1)
-    for site, row in enumerate(known.full):  # per site: faster than one ewm_mean().over()
-        padded[1:] = row
-        levels = pl.Series(padded).ewm_mean(alpha=alpha, adjust=False).to_numpy()
-        cells = slice(site * issues, (site + 1) * issues)  # the cells of a site are consecutive
-        level[cells] = levels[known.ended[cells]]
-    lag = known.ended[known.pair_cell] - 1 - known.pair_interval
-    weights = alpha * (1.0 - alpha) ** lag * known.pair_energy
-    level = level - np.bincount(known.pair_cell, weights=weights, minlength=level.size)
-    return np.where(known.history == NO_HISTORY, np.nan, level)
 
 
 _PairSums = tuple[np.ndarray, np.ndarray, int, np.ndarray]
@@ -213,14 +142,17 @@ def _issue_level_features(known: KnownSeries, step: timedelta) -> dict[str, np.n
     sites, n = known.full.shape
     cumulative = np.zeros((sites, n + 1))
     np.cumsum(known.full, axis=1, out=cumulative[:, 1:])
-    features = {name: _rolling_mean(known, cumulative, width[name]) for name in ROLLING_MEANS}
-    features |= {name: _rolling_max(known, width[name]) for name in ROLLING_MAXIMA}
+    features = {
+        name: compute_window_means(known, cumulative=cumulative, width=width[name])
+        for name in ROLLING_MEANS
+    }
+    features |= {name: compute_window_maxima(known, width=width[name]) for name in ROLLING_MAXIMA}
     features |= {
-        name: _ewm_level(known, max(1, half_life // step))
+        name: compute_ewm_levels(known, half_life=max(1, half_life // step))
         for name, half_life in EWM_HALF_LIVES.items()
     }
     issues = np.tile(known.issues_us, known.full.shape[0])
-    since = (issues - known.last_end_us) / 3.6e9
+    since = (issues - known.last_end_us) / US_PER_HOUR
     features[SINCE_LAST] = np.where(known.last_end_us < 0, np.nan, since)
     return features
 
@@ -329,7 +261,10 @@ def compute_site_lag_columns(
     resolution: timedelta,
     earlier: EarlierSessions | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-    """Compute :data:`LAG_FEATURE_COLUMNS` of several sites in one pass over their arrays.
+    """Compute :data:`LAG_FEATURE_COLUMNS` of several sites: lags per row, the rest per cell.
+
+    The other columns are the same for every row of a (site, issue) cell, so they are
+    returned once per cell with each row's cell, to be gathered late.
 
     Parameters
     ----------
@@ -357,7 +292,7 @@ def compute_site_lag_columns(
         (site, issue) cell; each row's cell (so a column's rows are ``values[cell]``). NaN
         marks "no value". Gathering the cell columns late (e.g. in polars) saves memory.
     """
-    step_us = resolution // _US
+    step_us = resolution // ONE_US
     known = build_known_series(
         contributions, sites=sites, issues_us=issues_us, step_us=step_us, earlier=earlier
     )
@@ -393,13 +328,20 @@ def compute_site_lag_features(
     resolution: timedelta,
     earlier: EarlierSessions | None = None,
 ) -> dict[str, np.ndarray]:
-    """Compute :data:`LAG_FEATURE_COLUMNS` of several sites in one pass over their arrays.
+    """Compute :data:`LAG_FEATURE_COLUMNS` of several sites, every column one value per row.
 
-    Parameters and result as for :func:`compute_site_lag_columns`, every column as one array
-    per row (NaN marks "no value").
+    :func:`compute_site_lag_columns` with its per-cell columns gathered to the rows: same
+    parameters; returns per column one array over the rows [kWh] (``hours_since_last_session``
+    [h]), NaN for "no value".
     """
     rows, per_cell, cell = compute_site_lag_columns(
-        site, issue, interval_us, issues_us=issues_us, contributions=contributions,
-        sites=sites, resolution=resolution, earlier=earlier,
-    )  # fmt: skip
+        site,
+        issue,
+        interval_us,
+        issues_us=issues_us,
+        contributions=contributions,
+        sites=sites,
+        resolution=resolution,
+        earlier=earlier,
+    )
     return rows | {name: np.take(values, cell) for name, values in per_cell.items()}

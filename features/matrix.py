@@ -20,7 +20,7 @@ Features never depend on the target: every feature of a row uses only what was k
 ``issued_at`` (see the modules of :mod:`features`), whatever sessions are passed.
 
 Only the sessions the rows need are split into interval contributions
-(:func:`features.demand_columns.select_sessions`): a year of issue times from three years of
+(:func:`features.demand_columns.compute_needed_sessions`): a year of issue times from three years of
 sessions costs about as much as a year and three months.
 """
 
@@ -35,10 +35,11 @@ import polars as pl
 
 from features.calendar import CALENDAR_FEATURE_COLUMNS, compute_calendar_arrays
 from features.demand_columns import compute_demand_columns
-from features.demand_series import Allocation, check_resolution
 from features.lags import LAG_FEATURE_COLUMNS
+from features.session_split import Allocation
 from features.site import SITE_FEATURE_COLUMNS, build_site_feature_frame
 from features.solar_geometry import SOLAR_FEATURE_COLUMNS, add_solar_geometry
+from features.time_grid import ONE_US, check_resolution
 from features.weather import WEATHER_FEATURE_COLUMNS, add_weather_features
 from forecasting.config import SiteConfig
 from forecasting.errors import ConfigError, SchemaError
@@ -46,7 +47,6 @@ from forecasting.schemas import UTC_DATETIME
 
 KEY_COLUMNS: Final[tuple[str, ...]] = ("site_id", "issued_at", "interval_start", "step")
 TARGET_COLUMNS: Final[tuple[str, ...]] = ("energy_kwh", "is_missing")
-_ONE_US: Final = timedelta(microseconds=1)
 
 
 def feature_columns(*, with_weather: bool = False, with_solar: bool = False) -> tuple[str, ...]:
@@ -90,16 +90,27 @@ def build_targets(
 ) -> pl.DataFrame:
     """Build one row per issue time and target interval in ``[issued_at, issued_at + horizon)``.
 
+    Parameters
+    ----------
+    issue_times
+        Sorted unique issue times [UTC] (as :func:`build_feature_matrices` prepares them).
+    horizon
+        Length of the forecast horizon; a target interval starts in
+        ``[issued_at, issued_at + horizon)``.
+    resolution
+        Interval length of the grid (divides one day; intervals are aligned to UTC midnight).
+
     Returns
     -------
     polars.DataFrame
-        ``issued_at``, ``interval_start`` (grid intervals starting at or after
-        ``issued_at``), ``step`` [-] 0-based horizon step.
+        ``issued_at``, ``interval_start`` (grid intervals labelled by their start [UTC],
+        starting at or after ``issued_at``), ``step`` [-] 0-based horizon step; sorted by
+        ``issued_at`` then ``interval_start``.
     """
-    step = resolution // _ONE_US
+    step = resolution // ONE_US
     issued = issue_times.cast(UTC_DATETIME).dt.epoch("us").to_numpy()
     first = ((issued - 1) // step + 1) * step  # first interval starting at or after issued_at
-    last = (issued + horizon // _ONE_US - 1) // step * step
+    last = (issued + horizon // ONE_US - 1) // step * step
     counts = np.maximum((last - first) // step + 1, 0)
     rows = np.repeat(np.arange(issued.size), counts)
     steps = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -226,9 +237,13 @@ def build_feature_matrices(
         raise ConfigError(msg)
     base = build_targets(_issue_series(issue_times), horizon=horizon, resolution=resolution)
     demand = compute_demand_columns(
-        sessions, base, sites=sites, allocation=allocation, resolution=resolution,
+        sessions,
+        base,
+        sites=sites,
+        allocation=allocation,
+        resolution=resolution,
         known_until=known_until,
-    )  # fmt: skip
+    )
     frame = pl.concat([base] * len(sites), rechunk=True).hstack(
         [*_calendar_columns(base, sites), *demand.values()]
     )

@@ -18,6 +18,7 @@ from typing import Final
 import numpy as np
 
 from features.outages import OUTAGE_REFERENCE, compute_outage_masks
+from features.time_grid import ONE_US
 
 _INT_MAX: Final = np.iinfo(np.int64).max
 _INT_MIN: Final = np.iinfo(np.int64).min
@@ -70,7 +71,15 @@ def compute_target_grids(
     step_us
         Interval length [us].
     known_until_us
-        End of the known data [us since epoch]; default each site's latest ``plug_out_at``.
+        End of the known data [us since epoch]; None for each site's latest ``plug_out_at``.
+
+    Returns
+    -------
+    TargetGrids
+        Per site: the stretch ``[first, stop)`` of intervals [-] (numbered from the epoch,
+        interval ``k`` starting at ``k * step_us`` [UTC]) whose sum and outage mask give
+        every target interval exactly, the end of its known data ``until_us`` [us since
+        epoch] and whether it has any session.
     """
     lo, hi = targets
     has = np.bincount(site, minlength=sites) > 0
@@ -105,22 +114,30 @@ def compute_targets(
     grids: TargetGrids,
     resolution: timedelta,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Full-series truth [kWh] (NaN after the known data and in outages) and ``is_missing``.
+    """Compute the target rows' full-series truth and outage flags on the sites' grids.
 
     Parameters
     ----------
     row_site, row_interval
         Per target row: site number and interval [-] (numbered from the epoch).
     parts
-        Contribution arrays (:func:`features.demand_series.split_at_intervals`) of at least
+        Contribution arrays (:func:`features.session_split.split_at_intervals`) of at least
         every session plugged in during the grids, with their site number in ``site``.
     grids
         From :func:`compute_target_grids`.
     resolution
         Interval length. The outage rule is :func:`features.outages.compute_outage_masks`,
         the one :func:`~features.outages.mark_outages` applies to the whole series.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        Per row: the energy [kWh] of its interval in the full series (every session passed),
+        NaN when the interval ends after the site's known data, lies in an outage, or the
+        site has no session; and ``is_missing`` (bool), whether the interval lies in an
+        outage.
     """
-    step_us = resolution // timedelta(microseconds=1)
+    step_us = resolution // ONE_US
     site = parts["site"]
     length = grids.stop - grids.first
     offset = np.cumsum(length) - length

@@ -70,9 +70,14 @@ def test_scottish_bank_holidays_and_bridge_days(site: SiteConfig) -> None:
 def test_bridge_day_between_holiday_and_weekend() -> None:
     # 2019-12-26 is a Thursday (Boxing Day), so Friday 2019-12-27 is a bridge day in England
     england = SiteConfig(
-        site_id="london", name="London", latitude=51.5, longitude=-0.1,
-        timezone="Europe/London", country="GB", subdivision="ENG",
-    )  # fmt: skip
+        site_id="london",
+        name="London",
+        latitude=51.5,
+        longitude=-0.1,
+        timezone="Europe/London",
+        country="GB",
+        subdivision="ENG",
+    )
     days = [datetime(2019, 12, d, 12, tzinfo=UTC) for d in (24, 25, 26, 27, 30)]
     frame = pl.DataFrame(
         {"interval_start": days}, schema={"interval_start": pl.Datetime("us", "UTC")}

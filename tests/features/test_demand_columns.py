@@ -7,11 +7,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from features.demand_columns import select_sessions
-from features.demand_series import compute_session_times
+from features.demand_columns import compute_needed_sessions
 from features.known_series import NO_HISTORY
 from features.lags import LOOKBACK
 from features.matrix import build_feature_matrix
+from features.session_split import compute_session_times
+from features.time_grid import ONE_US, compute_epoch_us
 from forecasting.config import SiteConfig
 from tests.features.conftest import at, make_sessions
 
@@ -71,22 +72,47 @@ def test_sessions_that_ended_long_before_are_left_out() -> None:
     )
     times = compute_session_times(sessions)
     times["site"] = np.zeros(3, dtype=np.int64)
-    step_us = HOUR // timedelta(microseconds=1)
-    issues_us = np.array([int(at(24 * 201).timestamp() * 1e6)])
-    target = int(at(24 * 201).timestamp()) // 3600
-    keep, _grids, earlier = select_sessions(
-        times, sites=1, issues_us=issues_us, targets=(target, target + 24), step_us=step_us,
+    step_us = HOUR // ONE_US
+    issues_us = np.array([compute_epoch_us(at(24 * 201))])
+    target = compute_epoch_us(at(24 * 201)) // step_us
+    needed = compute_needed_sessions(
+        times,
+        sites=1,
+        issues_us=issues_us,
+        targets=(target, target + 24),
+        step_us=step_us,
         known_until=None,
-    )  # fmt: skip
-    assert keep.tolist() == [False, False, True]
-    assert earlier is not None
-    assert earlier.first_us.tolist() == [int(at(0).timestamp() * 1e6)]
-    assert earlier.last_end_us.tolist() == [int(at(11).timestamp() * 1e6)]
-    assert earlier.lookback_from_us <= issues_us[0] - LOOKBACK // timedelta(microseconds=1)
-    none_left_out = select_sessions(
-        times, sites=1, issues_us=issues_us - 24 * 180 * 3600 * 10**6,
-        targets=(target - 24 * 180, target - 24 * 179), step_us=step_us, known_until=None,
-    )  # fmt: skip
-    assert none_left_out[0].all()
-    assert none_left_out[2] is not None
-    assert none_left_out[2].first_us.tolist() == [NO_HISTORY]
+    )
+    assert needed.keep.tolist() == [False, False, True]
+    assert needed.earlier is not None
+    assert needed.earlier.first_us.tolist() == [compute_epoch_us(at(0))]
+    assert needed.earlier.last_end_us.tolist() == [compute_epoch_us(at(11))]
+    # a left-out session ended at or before the look-back point, which is at or before it
+    assert needed.earlier.last_end_us[0] <= needed.earlier.lookback_from_us
+    assert needed.earlier.lookback_from_us <= issues_us[0] - LOOKBACK // ONE_US
+    none_left_out = compute_needed_sessions(
+        times,
+        sites=1,
+        issues_us=issues_us - 24 * 180 * 3600 * 10**6,
+        targets=(target - 24 * 180, target - 24 * 179),
+        step_us=step_us,
+        known_until=None,
+    )
+    assert none_left_out.keep.all()
+    assert none_left_out.earlier is not None
+    assert none_left_out.earlier.first_us.tolist() == [NO_HISTORY]
+
+
+def test_without_issue_times_every_session_is_needed() -> None:
+    times = compute_session_times(make_sessions([(at(0), at(2), 4.0), (at(10), at(11), 1.0)]))
+    times["site"] = np.zeros(2, dtype=np.int64)
+    needed = compute_needed_sessions(
+        times,
+        sites=1,
+        issues_us=np.array([], dtype=np.int64),
+        targets=(0, 0),
+        step_us=HOUR // ONE_US,
+        known_until=None,
+    )
+    assert needed.keep.tolist() == [True, True]
+    assert needed.earlier is None

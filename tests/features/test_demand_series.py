@@ -112,8 +112,13 @@ def test_grid_is_complete_per_site_with_zeros() -> None:
     counts = dict(series.group_by("site_id").len().iter_rows())
     assert counts == {"a": 6, "b": 1}
     assert series.filter(pl.col("site_id") == "a")["energy_kwh"].to_list() == [
-        1.0, 0.0, 0.0, 0.0, 0.0, 2.0,
-    ]  # fmt: skip
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        2.0,
+    ]
 
 
 def test_start_and_end_bound_the_grid() -> None:

@@ -7,13 +7,15 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.demand_series import build_demand_series, compute_session_times, split_at_intervals
+from features.demand_series import build_demand_series
 from features.outages import mark_outages
+from features.session_split import compute_session_times, split_at_intervals
 from features.targets import compute_target_grids, compute_targets
+from features.time_grid import ONE_US
 from tests.features.conftest import at, make_sessions
 
 HOUR = timedelta(hours=1)
-STEP_US = HOUR // timedelta(microseconds=1)
+STEP_US = HOUR // ONE_US
 
 
 def _targets_on_stretch(
@@ -26,9 +28,15 @@ def _targets_on_stretch(
     end = np.maximum(times["plug_out"] - 1, times["plug_in"]) // STEP_US
     origin = int(at(0).timestamp()) // 3600
     grids = compute_target_grids(
-        site, begin, end, times["plug_out"], sites=1, targets=(origin + first, origin + last),
-        step_us=STEP_US, known_until_us=None,
-    )  # fmt: skip
+        site,
+        begin,
+        end,
+        times["plug_out"],
+        sites=1,
+        targets=(origin + first, origin + last),
+        step_us=STEP_US,
+        known_until_us=None,
+    )
     # only sessions plugged in during the stretch: the rest must not matter
     keep = (end >= grids.first[0]) & (begin < grids.stop[0])
     parts = split_at_intervals({k: v[keep] for k, v in times.items()}, step_us=STEP_US)

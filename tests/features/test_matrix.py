@@ -79,12 +79,18 @@ def test_layout_one_row_per_issue_and_step(site: SiteConfig) -> None:
     first = matrix.row(0, named=True)
     assert first["interval_start"] == first["issued_at"] == at(240)
     with_solar = build_feature_matrix(
-        _daily_sessions(14), site=site, issue_times=issues, horizon=DAY, resolution=HOUR,
+        _daily_sessions(14),
+        site=site,
+        issue_times=issues,
+        horizon=DAY,
+        resolution=HOUR,
         solar_geometry=True,
-    )  # fmt: skip
+    )
     assert with_solar.columns == [
-        *KEY_COLUMNS, *TARGET_COLUMNS, *feature_columns(with_solar=True)[1:]
-    ]  # fmt: skip
+        *KEY_COLUMNS,
+        *TARGET_COLUMNS,
+        *feature_columns(with_solar=True)[1:],
+    ]
     assert with_solar.drop(SOLAR_FEATURE_COLUMNS).equals(matrix)
 
 
@@ -140,9 +146,13 @@ def test_targets_are_the_full_series_and_null_when_unknown_or_missing(site: Site
     # s0 is unknown at T = 0 h, but the target is the truth: 5 kWh in each of hours 1 and 2
     assert matrix["energy_kwh"].to_list()[:4] == [0.0, 5.0, 5.0, 0.0]
     cut = build_feature_matrix(
-        sessions, site=site, issue_times=[at(0)], horizon=DAY, resolution=HOUR,
+        sessions,
+        site=site,
+        issue_times=[at(0)],
+        horizon=DAY,
+        resolution=HOUR,
         known_until=at(2),
-    )  # fmt: skip
+    )
     assert cut["energy_kwh"].to_list()[:3] == [0.0, 5.0, None]
 
 
@@ -199,9 +209,12 @@ def test_bad_arguments_are_rejected(
     horizon = timedelta(0) if match == "horizon" else DAY
     with pytest.raises(error, match=match):
         build_feature_matrix(
-            _daily_sessions(2), site=site, issue_times=issue_times, horizon=horizon,
+            _daily_sessions(2),
+            site=site,
+            issue_times=issue_times,
+            horizon=horizon,
             resolution=HOUR,
-        )  # fmt: skip
+        )
 
 
 @st.composite

@@ -87,9 +87,11 @@ def test_changing_weather_not_issued_before_issue_time_changes_nothing() -> None
             _weather([("forecast", at(10), at(12), 40.0), ("forecast", at(11), at(13), 41.0)]),
         ]
     ).with_columns(
-        pl.when(pl.col("kind") == "observation").then(99.0).otherwise(pl.col("temp_air"))
+        pl.when(pl.col("kind") == "observation")
+        .then(99.0)
+        .otherwise(pl.col("temp_air"))
         .alias("temp_air")
-    )  # fmt: skip
+    )
     after = add_weather_features(targets, weather=later, resolution=HOUR)
     assert before.equals(after)
 

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from features.known_series import KnownSeries, SiteContributions, build_known_series
+from features.known_windows import compute_ewm_levels, compute_window_maxima, compute_window_means
+from features.session_split import compute_contribution_arrays
+from features.time_grid import ONE_US, compute_epoch_us
+from tests.features.conftest import at, make_sessions
+
+HOUR = timedelta(hours=1)
+# sums of a handful of float contributions of a few kWh: exact to far better than 1e-12 kWh
+TOLERANCE = 1e-12
+
+
+def _known() -> KnownSeries:
+    """Hourly series 2, 2, 1, 2, 2, 0 kWh; at 04:00 the session of hours 2..4 is in flight."""
+    sessions = make_sessions([(at(0), at(2), 4.0), (at(2.5), at(5), 5.0)])
+    parts = compute_contribution_arrays(sessions, resolution=HOUR)
+    contributions = SiteContributions(
+        site=np.zeros(parts["row"].size, dtype=np.int64),
+        start_us=parts["start"],
+        known_us=parts["known_at"],
+        energy=parts["energy"],
+        arrival=parts["arrival"],
+    )
+    issues_us = np.array([compute_epoch_us(at(4)), compute_epoch_us(at(6))])
+    return build_known_series(contributions, sites=1, issues_us=issues_us, step_us=HOUR // ONE_US)
+
+
+@pytest.mark.parametrize(
+    ("width", "means", "maxima"),
+    [
+        # at 04:00 only the first session is known: 2, 2, 0, 0; at 06:00 all: 2, 2, 1, 2, 2, 0
+        pytest.param(2, [0.0, 1.0], [0.0, 2.0], id="two-hours"),
+        pytest.param(3, [2 / 3, 4 / 3], [2.0, 2.0], id="three-hours-with-a-correction"),
+        pytest.param(9, [1.0, 1.5], [2.0, 2.0], id="clipped-to-the-history"),
+    ],
+)
+def test_windows_see_only_the_sessions_known_at_issue_time(
+    width: int, means: list[float], maxima: list[float]
+) -> None:
+    known = _known()
+    cumulative = np.zeros((1, known.full.shape[1] + 1))
+    np.cumsum(known.full, axis=1, out=cumulative[:, 1:])
+    got_means = compute_window_means(known, cumulative=cumulative, width=width)
+    np.testing.assert_allclose(got_means, means, atol=TOLERANCE)
+    np.testing.assert_allclose(compute_window_maxima(known, width=width), maxima, atol=TOLERANCE)
+
+
+def test_ewm_level_halves_per_half_life_from_zero() -> None:
+    # alpha = 0.5: 2, 2, 0, 0 -> 1, 1.5, 0.75, 0.375; 2, 2, 1, 2, 2, 0 -> ..., 0.90625
+    levels = compute_ewm_levels(_known(), half_life=1)
+    np.testing.assert_allclose(levels, [0.375, 0.90625], atol=TOLERANCE)
