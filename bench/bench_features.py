@@ -9,13 +9,16 @@ Workload (all Perth & Kinross sites that have sessions in the year, no selection
   which is added for PV sites only and these have none).
 - mlforecast (peer): ``MLForecast(...).preprocess`` on the same hourly series over the same year
   plus 28 days of warm-up, with lags 24/48/168 h, rolling means over 24 h/7 d/28 d, rolling maxima
-  over 24 h/7 d, an exponentially weighted mean, hour and weekday (one thread, as ours).
+  over 24 h/7 d, an exponentially weighted mean, hour and weekday (one thread; polars, which
+  both sides use, is held to one thread too with ``POLARS_MAX_THREADS=1``).
   Its features are the usual one-step-ahead ones and ignore the as-known rule; it is a speed peer.
 
-Each side runs in its own fresh process (spawn), after the sessions are read, six times, the
+Each side runs in its own fresh process (spawn), after the sessions are read, 16 times, the
 two sides taking turns (who goes first alternates), so each pair of runs sees about the same
 load on the shared machine: the first ("cold") run includes one-off costs (numba compilation
-for mlforecast, importing holiday calendars for ours); "warm" is the best of the other five.
+for mlforecast, loading numba kernels and holiday calendars for ours); "warm" is the best of
+the other 15 (this VM's speed drifts by tens of percent within seconds, so a few runs are not
+enough to see either side at its best).
 All warm times are printed, and the ratio of each warm pair (median and range).
 Peak memory is the rise of the child's peak RSS during a run (so warm runs show only growth
 beyond the cold run's peak). Minor page faults of the timed call are printed too: on this VM
@@ -26,12 +29,17 @@ Nothing is asserted about time. Run: ``.venv/bin/python bench/bench_features.py`
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+# one thread on both sides (mlforecast gets num_threads=1); set before polars starts its pool,
+# and inherited by the spawned children
+os.environ.setdefault("POLARS_MAX_THREADS", "1")
 
 import polars as pl
 from perth_data import PERTH, read_perth_sessions
@@ -42,7 +50,7 @@ sys.path.insert(0, str(REPO))
 HOUR = timedelta(hours=1)
 YEAR = (datetime(2018, 9, 1, tzinfo=UTC), datetime(2019, 9, 1, tzinfo=UTC))
 WARMUP = timedelta(days=28)
-WARM_RUNS = 5
+WARM_RUNS = 15
 SIDES: tuple[str, ...] = ("evcast", "mlforecast")
 
 

@@ -37,6 +37,7 @@ CALENDAR_FEATURE_COLUMNS: Final[tuple[str, ...]] = (
 """Columns added by :func:`add_calendar_features`, in order."""
 
 _TAU: Final = 2.0 * math.pi
+_EPOCH: Final = date(1970, 1, 1)
 
 
 def holiday_dates(site: SiteConfig, *, first: date, last: date) -> pl.Series:
@@ -45,8 +46,13 @@ def holiday_dates(site: SiteConfig, *, first: date, last: date) -> pl.Series:
     Empty when the site has no ``country``. Raises :class:`ConfigError` for a country or
     subdivision the ``holidays`` package does not know.
     """
+    return pl.Series("date", _holiday_days(site, first=first, last=last)).cast(pl.Date)
+
+
+def _holiday_days(site: SiteConfig, *, first: date, last: date) -> np.ndarray:
+    """:func:`holiday_dates` as sorted [days since 1970-01-01] (int64)."""
     if site.country is None or first > last:
-        return pl.Series("date", [], dtype=pl.Date)
+        return np.zeros(0, dtype=np.int64)
     try:
         days = _holidays(site.country, site.subdivision, first.year, last.year)
     except NotImplementedError as exc:
@@ -55,38 +61,79 @@ def holiday_dates(site: SiteConfig, *, first: date, last: date) -> pl.Series:
             f"subdivision={site.subdivision!r}; fix country/subdivision in sites.toml"
         )
         raise ConfigError(msg) from exc
-    return pl.Series("date", [d for d in days if first <= d <= last], dtype=pl.Date)
+    bounds = [(d - _EPOCH).days for d in (first, last)]
+    return days[np.searchsorted(days, bounds[0]) : np.searchsorted(days, bounds[1], side="right")]
 
 
 @lru_cache(maxsize=64)
-def _holidays(
-    country: str, subdivision: str | None, first_year: int, last_year: int
-) -> tuple[date, ...]:
+def _holidays(country: str, subdivision: str | None, first_year: int, last_year: int) -> np.ndarray:
+    """Sorted holidays of the years [days since 1970-01-01] (int64, read-only: cached)."""
     years = range(first_year, last_year + 1)
-    return tuple(sorted(holidays.country_holidays(country, subdiv=subdivision, years=years)))
+    found = holidays.country_holidays(country, subdiv=subdivision, years=years)
+    days = np.array(sorted((d - _EPOCH).days for d in found), dtype=np.int64)
+    days.flags.writeable = False
+    return days
 
 
 _US_PER_MINUTE: Final = 60_000_000
 
 
-def _days_off(days: np.ndarray, holidays_: np.ndarray) -> np.ndarray:
-    """Whether each day [days since 1970-01-01] is a Saturday, Sunday or holiday."""
-    return ((days + 3) % 7 >= 5) | np.isin(days, holidays_)
+def _holiday_flags(
+    first_day: int, count: int, *, site: SiteConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return per local day whether it is a public holiday and whether a bridge day.
+
+    For ``count`` days from ``first_day`` [days since 1970-01-01]. A bridge day is a working
+    day between two days off, at least one of them a holiday.
+    """
+    days = np.arange(first_day - 1, first_day + count + 1)  # one more day on either side
+    holiday = np.zeros(days.size, dtype=bool)
+    if count:
+        first, last = (_EPOCH + timedelta(days=int(d)) for d in (days[0], days[-1]))
+        holiday[_holiday_days(site, first=first, last=last) - days[0]] = True
+    off = ((days + 3) % 7 >= 5) | holiday  # 1970-01-01 was a Thursday: Saturday is 5
+    bridge = ~off[1:-1] & off[:-2] & off[2:] & (holiday[:-2] | holiday[2:])
+    return holiday[1:-1], bridge
 
 
-def _holiday_flags(days: np.ndarray, *, site: SiteConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per local day [days since 1970-01-01]: public holiday, bridge day (see below)."""
-    found = np.zeros(0, dtype=np.int64)
-    if days.size:
-        first, last = (
-            date(1970, 1, 1) + timedelta(days=int(d) + k)
-            for d, k in ((days.min(), -1), (days.max(), 1))
-        )
-        found = holiday_dates(site, first=first, last=last).to_physical().to_numpy()
-    off_before, off_after = _days_off(days - 1, found), _days_off(days + 1, found)
-    bridge = ~_days_off(days, found) & off_before & off_after
-    bridge &= np.isin(days - 1, found) | np.isin(days + 1, found)
-    return np.isin(days, found), bridge
+def _day_table(first_day: int, count: int, *, site: SiteConfig) -> dict[str, np.ndarray]:
+    """Return the calendar columns that depend on the local day only, for ``count`` days.
+
+    From ``first_day`` [days since 1970-01-01] on, one value per day.
+    """
+    days = np.arange(first_day, first_day + count)
+    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
+    day = days.astype("datetime64[D]")
+    year_start = day.astype("datetime64[Y]")
+    month = (day.astype("datetime64[M]") - year_start.astype("datetime64[M]")).astype(np.int64)
+    day_of_year = (day - year_start.astype("datetime64[D]")).astype(np.int64) + 1
+    year = year_start.astype(np.int64) + 1970
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    holiday, bridge = _holiday_flags(first_day, count, site=site)
+    day_angle = (day_of_year - 1.0) / np.where(leap, 366.0, 365.0) * _TAU
+    return {
+        "day_of_week": weekday.astype(np.int8),
+        "is_weekend": weekday >= 5,
+        "month": (month + 1).astype(np.int8),
+        "day_of_year": day_of_year.astype(np.int16),
+        "day_of_year_sin": np.sin(day_angle),
+        "day_of_year_cos": np.cos(day_angle),
+        "is_holiday": holiday,
+        "is_bridge_day": bridge,
+    }
+
+
+@lru_cache(maxsize=1)
+def _minute_table() -> dict[str, np.ndarray]:
+    """Return the calendar columns that depend on the local time of day, per minute of day."""
+    minute_of_day = np.arange(1440)
+    hour = minute_of_day // 60
+    time_angle = (hour * 60.0 + minute_of_day % 60) / 1440.0 * _TAU
+    return {
+        "hour": hour.astype(np.int8),
+        "time_of_day_sin": np.sin(time_angle),
+        "time_of_day_cos": np.cos(time_angle),
+    }
 
 
 def compute_calendar_arrays(interval_us: np.ndarray, *, site: SiteConfig) -> dict[str, np.ndarray]:
@@ -114,32 +161,15 @@ def compute_calendar_arrays(interval_us: np.ndarray, *, site: SiteConfig) -> dic
         .to_numpy()
     )
     days = local_us // US_PER_DAY
-    minute_of_day = local_us % US_PER_DAY // _US_PER_MINUTE
-    weekday = (days + 3) % 7  # 1970-01-01 was a Thursday; Monday = 0
-    day = days.astype("datetime64[D]")
-    year_start = day.astype("datetime64[Y]")
-    month = (day.astype("datetime64[M]") - year_start.astype("datetime64[M]")).astype(np.int64)
-    day_of_year = (day - year_start.astype("datetime64[D]")).astype(np.int64) + 1
-    year = year_start.astype(np.int64) + 1970
-    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
-    holiday, bridge = _holiday_flags(days, site=site)
-    hour = minute_of_day // 60
-    # trigonometry in numpy: several times faster than polars' sin/cos here
-    time_angle = (hour * 60.0 + minute_of_day % 60) / 1440.0 * _TAU
-    day_angle = (day_of_year - 1.0) / np.where(leap, 366.0, 365.0) * _TAU
-    return {
-        "hour": hour.astype(np.int8),
-        "day_of_week": weekday.astype(np.int8),
-        "is_weekend": weekday >= 5,
-        "month": (month + 1).astype(np.int8),
-        "day_of_year": day_of_year.astype(np.int16),
-        "time_of_day_sin": np.sin(time_angle),
-        "time_of_day_cos": np.cos(time_angle),
-        "day_of_year_sin": np.sin(day_angle),
-        "day_of_year_cos": np.cos(day_angle),
-        "is_holiday": holiday,
-        "is_bridge_day": bridge,
-    }
+    first_day = int(days.min()) if days.size else 0
+    count = int(days.max()) - first_day + 1 if days.size else 0
+    # each column from a table per local day or per minute of the day, read by index
+    day_table = _day_table(first_day, count, site=site)
+    day = days - first_day
+    minute = local_us % US_PER_DAY // _US_PER_MINUTE
+    tables = {name: (values, day) for name, values in day_table.items()}
+    tables |= {name: (values, minute) for name, values in _minute_table().items()}
+    return {name: np.take(*tables[name]) for name in CALENDAR_FEATURE_COLUMNS}
 
 
 def add_calendar_features(

@@ -13,14 +13,19 @@ from typing import Final, NamedTuple
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from features.known_series import NO_HISTORY, EarlierSessions, SiteContributions
-from features.lags import LAG_FEATURE_COLUMNS, LAGS, LOOKBACK, compute_site_lag_columns
-from features.session_split import Allocation, compute_session_times, split_at_intervals
-from features.targets import TargetGrids, compute_target_grids, compute_targets, reduce_per_site
+from features.lags import LAG_FEATURE_COLUMNS, LOOKBACK, compute_site_lag_features
+from features.session_split import (
+    Allocation,
+    check_session_times,
+    session_time_columns,
+    split_at_intervals,
+)
+from features.targets import TargetGrids, compute_target_grids, compute_targets
 from features.time_grid import ONE_US, compute_epoch_us
 from forecasting.config import SiteConfig
-from forecasting.schemas import UTC_DATETIME
 
 DEMAND_COLUMNS: Final[tuple[str, ...]] = ("energy_kwh", "is_missing", *LAG_FEATURE_COLUMNS)
 """Columns of :func:`compute_demand_columns`, in order."""
@@ -49,26 +54,20 @@ def _session_times(
     Front-loaded: a missing rated power is the site's highest (``rated_kw``, per id).
     """
     schema = sessions.collect_schema()
-    wanted = ("site_id", "session_id", "plug_in_at", "plug_out_at", "energy_kwh")
-    optional = ("max_power_kw", "charging_done_at")
-    # the site number comes with the filter: one pass over the site names
-    site = pl.col("site_id").cast(pl.Enum(ids), strict=False).to_physical().alias("_site")
-    frame = (
-        sessions.lazy()
-        .select(site, *(c for c in (*wanted, *optional) if c in schema))
-        .filter(pl.col("_site").is_not_null())
-        .with_columns(pl.col("plug_in_at", "plug_out_at").cast(UTC_DATETIME))
-    )
+    rated = None
     if allocation == "front_loaded":
         rated = pl.col("site_id").replace_strict(
             ids, rated_kw, default=None, return_dtype=pl.Float64
         )
-        if "max_power_kw" in schema:
-            rated = pl.coalesce(pl.col("max_power_kw"), rated)
-        frame = frame.with_columns(rated.alias("max_power_kw"))
-    collected = frame.collect()
-    times = compute_session_times(collected, allocation=allocation)
-    times["site"] = collected["_site"].to_numpy().astype(np.int64)
+    columns = session_time_columns(schema, allocation=allocation, rated_kw=rated)
+    # the site number in one pass over the site names; other sites get len(ids)
+    site = pl.col("site_id").cast(pl.Enum(ids), strict=False).to_physical().fill_null(len(ids))
+    frame = sessions.lazy().select(site.cast(pl.Int64).alias("site"), *columns).collect()
+    times = {name: frame[name].to_numpy() for name in frame.columns}
+    ours = times["site"] < len(ids)
+    check_session_times(sessions, times["plug_in"], times["plug_out"], rows=ours)
+    if not ours.all():
+        times = {name: values[ours] for name, values in times.items()}
     return times
 
 
@@ -88,7 +87,7 @@ def compute_needed_sessions(
     issue time (rounded down), or when it plugs in at or after the end of its site's target
     grid, of the target intervals and of the interval holding the last issue time. The
     features are then unchanged but for the EWM level's start (see
-    :func:`features.lags.compute_site_lag_columns`).
+    :func:`features.lags.compute_site_lag_features`).
 
     Parameters
     ----------
@@ -132,19 +131,42 @@ def compute_needed_sessions(
     if issues_us.size == 0:
         return NeededSessions(np.ones(site.size, dtype=bool), grids, None)
     lookback = (int(issues_us[0]) - LOOKBACK // ONE_US) // step_us
-    low = np.minimum(grids.first, lookback)[site]
-    high = np.maximum(grids.stop, max(targets[1], int(issues_us[-1]) // step_us + 1))[site]
-    early = last < low
-    earlier = EarlierSessions(
-        first_us=reduce_per_site(
-            first[early] * step_us, site[early], sites=sites, reduce=np.minimum, fill=NO_HISTORY
-        ),
-        last_end_us=reduce_per_site(
-            times["plug_out"][early], site[early], sites=sites, reduce=np.maximum, fill=-1
-        ),
-        lookback_from_us=lookback * step_us,
+    low = np.minimum(grids.first, lookback)
+    high = np.maximum(grids.stop, max(targets[1], int(issues_us[-1]) // step_us + 1))
+    keep, first_us, last_end_us = _split_early(
+        site, first, last, times["plug_out"], low, high, sites, step_us
     )
-    return NeededSessions(~early & (first < high), grids, earlier)
+    earlier = EarlierSessions(first_us, last_end_us, lookback_from_us=lookback * step_us)
+    return NeededSessions(keep, grids, earlier)
+
+
+@njit(cache=True, nogil=True)
+def _split_early(  # noqa: PLR0917 - the session arrays and the sites' bounds, for numba
+    site: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    plug_out_us: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    sites: int,
+    step_us: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keep sessions with ``low <= last`` and ``first < high`` (their site's intervals [-]).
+
+    Of the sessions left out for ``last < low``, per site: start of the earliest interval
+    [us] (``NO_HISTORY`` if none) and latest plug-out [us] (-1 if none).
+    """
+    keep = np.empty(site.size, dtype=np.bool_)
+    first_us = np.full(sites, NO_HISTORY, dtype=np.int64)
+    last_end_us = np.full(sites, -1, dtype=np.int64)
+    for q in range(site.size):
+        s = site[q]
+        early = last[q] < low[s]
+        keep[q] = not early and first[q] < high[s]
+        if early:
+            first_us[s] = min(first_us[s], first[q] * step_us)
+            last_end_us[s] = max(last_end_us[s], plug_out_us[q])
+    return keep, first_us, last_end_us
 
 
 def compute_demand_columns(
@@ -177,41 +199,39 @@ def compute_demand_columns(
     ids = list(dict.fromkeys(site.site_id for site in sites))
     rated = {s.site_id: max((g.power_kw for g in s.chargers), default=None) for s in sites}
     times = _session_times(sessions, ids, allocation=allocation, rated_kw=[rated[i] for i in ids])
-    position = np.repeat(np.arange(len(sites)), base.height)
-    row_site = np.array([ids.index(site.site_id) for site in sites], dtype=np.int64)[position]
-    base_us = base.select(pl.col("issued_at", "interval_start").dt.epoch("us"))
-    issued_us, interval_us = base_us["issued_at"].to_numpy(), base_us["interval_start"].to_numpy()
+    site = np.array([ids.index(site.site_id) for site in sites], dtype=np.int64)
+    issued_us, interval_us = (
+        base[name].dt.epoch("us").to_numpy() for name in ("issued_at", "interval_start")
+    )
     issues_us = np.unique(issued_us)
     energy, is_missing, known, earlier = _targets_and_contributions(
         times,
-        row_site,
+        site,
         interval_us,
-        copies=len(sites),
         sites=len(ids),
         issues_us=issues_us,
         resolution=resolution,
         known_until=known_until,
     )
     del times
-    lags, per_cell, cell = compute_site_lag_columns(
-        row_site,
-        np.tile(np.searchsorted(issues_us, issued_us), len(sites)),
-        np.tile(interval_us, len(sites)),
+    lags = compute_site_lag_features(
+        site,
+        np.searchsorted(issues_us, issued_us),
+        interval_us,
         issues_us=issues_us,
         contributions=known,
         sites=len(ids),
         resolution=resolution,
         earlier=earlier,
     )
-    return _to_series(energy, is_missing, lags, per_cell, cell)
+    return _to_series(energy, is_missing, lags)
 
 
 def _targets_and_contributions(
     times: dict[str, np.ndarray],
-    row_site: np.ndarray,
+    site: np.ndarray,
     interval_us: np.ndarray,
     *,
-    copies: int,
     sites: int,
     issues_us: np.ndarray,
     resolution: timedelta,
@@ -219,10 +239,10 @@ def _targets_and_contributions(
 ) -> tuple[np.ndarray, np.ndarray, SiteContributions, EarlierSessions | None]:
     """Return the rows' targets (``energy_kwh`` [kWh], ``is_missing``) and the contributions.
 
-    ``times`` and ``issues_us`` as for :func:`compute_needed_sessions`; ``row_site`` per
-    target row, whose ``interval_start`` [us since epoch] are ``copies`` copies of
-    ``interval_us`` (one per site). Only the needed sessions are split; the contributions (for
-    the lag features) come with what the others tell (``earlier``).
+    ``times`` and ``issues_us`` as for :func:`compute_needed_sessions`; the target rows are
+    the intervals starting at ``interval_us`` [us since epoch] for each site number in
+    ``site``, site after site. Only the needed sessions are split; the contributions (for the
+    lag features) come with what the others tell (``earlier``).
     """
     step_us = resolution // ONE_US
     interval = interval_us // step_us
@@ -240,7 +260,7 @@ def _targets_and_contributions(
     )
     parts["site"] = times["site"][keep][parts["row"]]
     energy, is_missing = compute_targets(
-        row_site, np.tile(interval, copies), parts=parts, grids=grids, resolution=resolution
+        site, interval, parts=parts, grids=grids, resolution=resolution
     )
     known = SiteContributions(
         parts["site"], parts["start"], parts["known_at"], parts["energy"], parts["arrival"]
@@ -249,24 +269,13 @@ def _targets_and_contributions(
 
 
 def _to_series(
-    energy: np.ndarray,
-    is_missing: np.ndarray,
-    lags: dict[str, np.ndarray],
-    per_cell: dict[str, np.ndarray],
-    cell: np.ndarray,
+    energy: np.ndarray, is_missing: np.ndarray, lags: dict[str, np.ndarray]
 ) -> dict[str, pl.Series]:
-    """Return the columns as polars Series (NaN to null), per-cell columns gathered to rows.
-
-    Fresh numpy pages cost more than the work here (page faults), so each column is handed
-    to polars as soon as possible and the per-cell columns are gathered there.
-    """
+    """Return the columns as polars Series, NaN as null."""
     columns = {
         "energy_kwh": pl.Series("energy_kwh", energy, nan_to_null=True),
         "is_missing": pl.Series("is_missing", is_missing, dtype=pl.Boolean),
     }
-    for name in LAGS:
-        columns[name] = pl.Series(name, lags.pop(name), nan_to_null=True)
-    index = pl.Series(cell)
-    for name, values in per_cell.items():
-        columns[name] = pl.Series(name, values, nan_to_null=True).gather(index)
-    return {name: columns[name] for name in DEMAND_COLUMNS}
+    for name in LAG_FEATURE_COLUMNS:
+        columns[name] = pl.Series(name, lags[name], nan_to_null=True)
+    return columns

@@ -18,6 +18,7 @@ from typing import Final
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from features.outages import mark_outages
 from features.session_split import Allocation, compute_contribution_arrays
@@ -170,6 +171,17 @@ def build_series_from_contributions(
     return _sum_on_grid(site, ids, parts, resolution=resolution, start=start, end=end)
 
 
+@njit(cache=True, nogil=True)
+def _site_spans(site: np.ndarray, starts: np.ndarray, sites: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per site: the earliest and latest contribution start [us] (extreme int64 if none)."""
+    first = np.full(sites, np.iinfo(np.int64).max, dtype=np.int64)
+    last = np.full(sites, np.iinfo(np.int64).min, dtype=np.int64)
+    for k in range(site.size):
+        first[site[k]] = min(first[site[k]], starts[k])
+        last[site[k]] = max(last[site[k]], starts[k])
+    return first, last
+
+
 def _sum_on_grid(
     site: np.ndarray,
     ids: pl.Series,
@@ -182,10 +194,7 @@ def _sum_on_grid(
     """Sum contributions (``start`` [us], ``energy``, ``occupied``, ``arrival``) per site."""
     step_us = resolution // ONE_US
     starts = parts["start"]
-    first = np.full(ids.len(), np.iinfo(np.int64).max)
-    np.minimum.at(first, site, starts)
-    last = np.full(ids.len(), np.iinfo(np.int64).min)
-    np.maximum.at(last, site, starts)
+    first, last = _site_spans(site, starts, ids.len())
     if start is not None:
         first[:] = compute_epoch_us(start) // step_us * step_us
     end_us = np.full(ids.len(), compute_epoch_us(end)) if end is not None else last + step_us

@@ -1,10 +1,14 @@
 """The demand series of several sites as it was known at each issue time, as arrays.
 
-The full series of every site is laid on one dense (site, interval) grid; what was not yet
-known at an issue time ``T`` (contributions of sessions with ``plug_out_at >= T``) is kept as
-a short list of exact corrections, one per (site, issue, interval) "pair". The lag features
-(:mod:`features.lags`) are computed on the full grid and then corrected with the pairs. See
+The full series of every site is laid on one dense (site, interval) grid. What was not yet
+known at an issue time ``T`` is the contributions of the sessions with ``plug_out_at >= T``
+to intervals that had ended by ``T``: only sessions plugged in across ``T`` ("in flight") have
+any, and they are few. They are listed per (site, issue) cell, so a feature is computed on the
+full grid and corrected exactly with them (:mod:`features.known_windows`). See
 :mod:`features.lags` for what a feature may use.
+
+The loops over sessions and cells are compiled with numba (``cache=True``: compiled once per
+machine, then loaded from ``__pycache__``).
 
 Sessions that ended long before the first issue time can be left out of the contributions
 (see :class:`EarlierSessions`): all issue times know them, so they only set where a site's
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
+from numba import njit
 
 NO_HISTORY: Final = np.iinfo(np.int64).max
 """History start of a (site, issue) cell that knows no session yet."""
@@ -54,120 +59,118 @@ class EarlierSessions:
 
 @dataclass(frozen=True)
 class KnownSeries:
-    """Full series of every site on one dense grid plus the in-flight corrections per issue.
+    """Full series of every site on one dense grid plus the sessions in flight per issue.
 
     Built by :func:`build_known_series`; interval ``k`` starts at ``origin_us + k * step_us``
-    for every site. A cell is a (site, issue) pair, numbered ``site * issues + issue``.
+    for every site. A cell is a (site, issue) pair, numbered ``site * issues + issue``. The
+    sessions in flight at cell ``c`` are ``flight_sessions[flight_start[c]:flight_start[c+1]]``
+    (in session order); session ``q`` has the contributions
+    ``session_first[q]:session_first[q+1]``, in time order.
     """
 
     origin_us: int  # start of interval 0 [us since epoch]
     step_us: int  # interval length [us]
     full: np.ndarray  # energy per site and interval [kWh], shape (sites, n)
     issues_us: np.ndarray  # sorted unique issue times [us since epoch]
-    ended: np.ndarray  # per cell: number of intervals ended by its issue time (b_T)
-    cell_site: np.ndarray  # per cell: site number
+    ended: np.ndarray  # per issue: number of intervals ended by its issue time
     history: np.ndarray  # per cell: first interval of known history (NO_HISTORY if none)
     last_end_us: np.ndarray  # per cell: latest known plug_out_at [us], -1 if none
-    pair_cell: np.ndarray  # correction pairs: cell
-    pair_interval: np.ndarray  # correction pairs: interval index
-    pair_energy: np.ndarray  # correction pairs: energy of unknown sessions [kWh]
+    flight_start: np.ndarray  # per cell, plus one: where its in-flight sessions start
+    flight_sessions: np.ndarray  # session numbers, cell after cell
+    session_first: np.ndarray  # per session, plus one: its first contribution
+    interval: np.ndarray  # per contribution: grid interval [-]
+    energy: np.ndarray  # per contribution [kWh]
 
 
 _FIELDS: Final = ("site", "start_us", "known_us", "energy", "arrival")
 
 
-class IssueCounter:
-    """Count issue times before a time, by a table over the grid instead of a binary search.
-
-    ``count_before_point(k)`` is the number of issue times before grid point ``k`` (the start
-    of interval ``k``); ``count_at_or_before(t)`` the number at or before any time ``t``
-    [us], exact also for issue times off the grid (those few cases fall back to a search).
-    """
-
-    def __init__(self, issues_us: np.ndarray, *, origin_us: int, step_us: int, n: int) -> None:
-        points = origin_us + np.arange(n + 2, dtype=np.int64) * step_us
-        self._before = np.searchsorted(issues_us, points, side="left")
-        self._issues, self._origin, self._step, self._n = issues_us, origin_us, step_us, n
-
-    def count_before_point(self, point: np.ndarray) -> np.ndarray:
-        """Issue times strictly before the start of grid interval ``point`` (0..n+1)."""
-        return self._before[point]
-
-    def count_at_or_before(self, times_us: np.ndarray) -> np.ndarray:
-        """Issue times at or before ``times_us`` [us since epoch]."""
-        k = (times_us - self._origin) // self._step
-        inside = (k >= 0) & (k <= self._n)
-        kk = np.where(inside, k, 0)
-        count = self._before[kk]
-        # exact unless an issue time lies in [point k, point k + 1): then search those few
-        unsure = ~inside | (self._before[kk + 1] > count)
-        count[unsure] = np.searchsorted(self._issues, times_us[unsure], side="right")
-        return count
-
-
-def _history(
-    parts: SiteContributions,
-    interval: np.ndarray,
-    known_count: np.ndarray,
-    *,
-    sites: int,
-    issue_count: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per cell: first interval of the known sessions, latest known plug-out.
-
-    ``known_count`` is, per session, the number of issue times at or before its plug-out.
-    """
-    # each session has exactly one contribution flagged as its arrival: its first interval
-    site, known_us = parts.site[parts.arrival], parts.known_us[parts.arrival]
-    count = issue_count + 1
-    # a session is known from the first issue time after its plug-out on: bin it there
-    cell = site * count + known_count
-    first = np.full(sites * count, NO_HISTORY, dtype=np.int64)
-    np.minimum.at(first, cell, interval[parts.arrival])
-    last = np.full(sites * count, -1, dtype=np.int64)
-    np.maximum.at(last, cell, known_us)
-    # then carry the earliest start and latest plug-out forward over the issue times
-    history = np.minimum.accumulate(first.reshape(sites, count), axis=1)[:, :-1]
-    last_end = np.maximum.accumulate(last.reshape(sites, count), axis=1)[:, :-1]
-    return history, last_end
-
-
-def _correction_pairs(
-    parts: SiteContributions,
-    interval: np.ndarray,
-    known_count: np.ndarray,
-    *,
-    issues: IssueCounter,
-    issue_count: int,
-    n: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs (cell, interval, energy) of contributions ended by T but of sessions unknown at T.
-
-    Only sessions in flight at some issue time (plugged in at T, first interval ended by T)
-    have any: their contributions are found per session first.
-    """
-    session = np.cumsum(parts.arrival) - 1
-    first_end = np.minimum(interval[parts.arrival] + 1, n + 1)
-    in_flight = known_count > issues.count_before_point(first_end)
-    rows = np.flatnonzero(np.take(in_flight, session) & (interval < n))
-    low = issues.count_before_point(interval[rows] + 1)  # first T >= interval end
-    high = np.take(known_count, session[rows])  # T <= known_at
-    counts = np.maximum(high - low, 0)
-    rows_rep = np.repeat(rows, counts)
-    offsets = np.arange(rows_rep.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    cell = parts.site[rows_rep] * issue_count + np.repeat(low, counts) + offsets
-    return cell, interval[rows_rep], parts.energy[rows_rep]
-
-
+@njit(cache=True, nogil=True)
 def _full_series(
-    parts: SiteContributions, interval: np.ndarray, *, sites: int, n: int
+    site: np.ndarray, interval: np.ndarray, energy: np.ndarray, sites: int, n: int
 ) -> np.ndarray:
-    """Energy [kWh] per site and grid interval ``0..n-1`` (``interval`` per contribution)."""
-    inside = interval < n
-    full = np.bincount(
-        parts.site[inside] * n + interval[inside], weights=parts.energy[inside], minlength=sites * n
-    )
-    return full.astype(np.float64, copy=False).reshape(sites, n)
+    """Energy [kWh] per site and grid interval ``0..n-1``, summed in contribution order."""
+    full = np.zeros((sites, n))
+    for k in range(site.size):
+        if interval[k] < n:
+            full[site[k], interval[k]] += energy[k]
+    return full
+
+
+@njit(cache=True, nogil=True)
+def _known_history(  # noqa: PLR0917 - per-session arrays, for numba
+    site: np.ndarray,
+    first_interval: np.ndarray,
+    known_us: np.ndarray,
+    known_count: np.ndarray,
+    sites: int,
+    issues: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell: the first interval and the latest plug-out of the sessions known then.
+
+    Arrays per session; ``known_count`` is the number of issue times at or before its
+    plug-out, so the session is known from issue ``known_count`` on.
+    """
+    history = np.full((sites, issues + 1), NO_HISTORY, dtype=np.int64)
+    last_end = np.full((sites, issues + 1), -1, dtype=np.int64)
+    for q in range(site.size):
+        s, c = site[q], known_count[q]
+        history[s, c] = min(history[s, c], first_interval[q])
+        last_end[s, c] = max(last_end[s, c], known_us[q])
+    for s in range(sites):  # a session known at one issue is known at all later ones
+        for c in range(1, issues + 1):
+            history[s, c] = min(history[s, c], history[s, c - 1])
+            last_end[s, c] = max(last_end[s, c], last_end[s, c - 1])
+    return history[:, :issues], last_end[:, :issues]
+
+
+@njit(cache=True, nogil=True)
+def _sessions_in_flight(
+    site: np.ndarray, first_flight: np.ndarray, known_count: np.ndarray, sites: int, issues: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell, the sessions in flight (issues ``first_flight[q] <= i < known_count[q]``).
+
+    Returns the cells' offsets (``sites * issues + 1``) and the session numbers, cell after
+    cell, each cell's in session order.
+    """
+    start = np.zeros(sites * issues + 1, dtype=np.int64)
+    for q in range(site.size):
+        for i in range(first_flight[q], known_count[q]):
+            start[site[q] * issues + i + 1] += 1
+    start = np.cumsum(start)
+    sessions = np.empty(start[-1], dtype=np.int64)
+    filled = start[:-1].copy()
+    for q in range(site.size):
+        for i in range(first_flight[q], known_count[q]):
+            cell = site[q] * issues + i
+            sessions[filled[cell]] = q
+            filled[cell] += 1
+    return start, sessions
+
+
+@njit(cache=True, nogil=True)
+def _count_at_or_before(
+    sorted_values: np.ndarray, times: np.ndarray, origin: int, step: int, n: int
+) -> np.ndarray:
+    """``np.searchsorted(sorted_values, times, side="right")``, by a table over the grid.
+
+    The table holds, for each grid point ``origin + k * step`` (``k`` in ``0..n``), how many
+    values lie before it; a time then needs only the few values between its grid point and
+    itself. Times off the table fall back to a binary search.
+    """
+    points = origin + np.arange(n + 1) * step
+    before = np.searchsorted(sorted_values, points)
+    count = np.empty(times.size, dtype=np.int64)
+    for q in range(times.size):
+        k = (times[q] - origin) // step
+        if k < 0 or k > n:
+            count[q] = np.searchsorted(sorted_values, times[q], side="right")
+            continue
+        c = before[k]
+        while c < sorted_values.size and sorted_values[c] <= times[q]:
+            c += 1
+        count[q] = c
+    return count
 
 
 def _grid_origin(
@@ -197,7 +200,7 @@ def build_known_series(
     step_us: int,
     earlier: EarlierSessions | None = None,
 ) -> KnownSeries:
-    """Prepare the full series of ``sites`` sites and the exact in-flight corrections.
+    """Prepare the full series of ``sites`` sites and the sessions in flight at each issue.
 
     Parameters
     ----------
@@ -226,31 +229,35 @@ def build_known_series(
     ended = np.clip((issues_us - origin) // step_us, 0, None)
     n = int(ended.max()) if ended.size else 0
     interval = (parts.start_us - origin) // step_us
-    full = _full_series(parts, interval, sites=sites, n=n)
-    counter = IssueCounter(issues_us, origin_us=origin, step_us=step_us, n=n)
-    known_count = counter.count_at_or_before(parts.known_us[parts.arrival])
-    history, last_end = _history(
-        parts, interval, known_count, sites=sites, issue_count=issues_us.size
+    full = _full_series(parts.site, interval, parts.energy, sites, n)
+    first = np.flatnonzero(parts.arrival)  # each session's first contribution
+    site, known_us, first_interval = parts.site[first], parts.known_us[first], interval[first]
+    known_count = _count_at_or_before(issues_us, known_us, origin, step_us, n)
+    history, last_end = _known_history(
+        site, first_interval, known_us, known_count, sites, issues_us.size
     )
     if earlier is not None:
-        first = np.where(
+        early = np.where(
             earlier.first_us == NO_HISTORY, NO_HISTORY, (earlier.first_us - origin) // step_us
         )
-        history = np.minimum(history, first[:, None])
+        history = np.minimum(history, early[:, None])
         last_end = np.maximum(last_end, earlier.last_end_us[:, None])
-    pair_cell, pair_interval, pair_energy = _correction_pairs(
-        parts, interval, known_count, issues=counter, issue_count=issues_us.size, n=n
+    # in flight from the first issue time after its first interval ended to its plug-out
+    first_flight = _count_at_or_before(ended, first_interval, 0, 1, n)
+    flight_start, flight_sessions = _sessions_in_flight(
+        site, first_flight, known_count, sites, issues_us.size
     )
     return KnownSeries(
         origin_us=origin,
         step_us=step_us,
         full=full,
         issues_us=issues_us,
-        ended=np.tile(ended, sites),
-        cell_site=np.repeat(np.arange(sites), issues_us.size),
+        ended=ended,
         history=history.ravel(),
         last_end_us=last_end.ravel(),
-        pair_cell=pair_cell,
-        pair_interval=pair_interval,
-        pair_energy=pair_energy,
+        flight_start=flight_start,
+        flight_sessions=flight_sessions,
+        session_first=np.append(first, parts.site.size),
+        interval=interval,
+        energy=parts.energy,
     )

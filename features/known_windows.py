@@ -1,138 +1,256 @@
-"""Window statistics of the demand series as known at each issue time, per (site, issue) cell.
+"""Lags and window statistics of the demand series as known at each issue time.
 
-A cell's window holds the last ``width`` intervals that ended by its issue time ``T``, clipped
-to its known history (from the first plug-in of a session known at ``T``). Each statistic is
-computed on the full series of :class:`features.known_series.KnownSeries` for all cells at
-once and then corrected exactly for the sessions not yet known at ``T`` (the correction pairs).
-The lag features built from them, and what they may use, are in :mod:`features.lags`.
+A cell is a (site, issue) pair. Its window holds the last ``width`` intervals that ended by its
+issue time ``T``, clipped to its known history (from the first plug-in of a session known at
+``T``). Each statistic is read off the full series of
+:class:`features.known_series.KnownSeries` and corrected exactly for the sessions in flight at
+``T`` (plugged in before ``T``, not yet known). The loops are compiled with numba; corrections
+are summed in session order, so results do not depend on how the loops are arranged. The lag
+features built from them, and what they may use, are in :mod:`features.lags`.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
+from numba import njit
 
 from features.known_series import NO_HISTORY, KnownSeries
 
-
-def _window_start(known: KnownSeries, width: int) -> np.ndarray:
-    """First interval of each cell's window: ``width`` back from T, within known history."""
-    return np.maximum(known.ended - width, known.history)
+_Flight = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def compute_window_means(known: KnownSeries, *, cumulative: np.ndarray, width: int) -> np.ndarray:
-    """Return per cell the mean energy [kWh] per interval over its window (NaN if empty).
-
-    Parameters
-    ----------
-    known
-        The known series (:func:`features.known_series.build_known_series`).
-    cumulative
-        Cumulative sums of ``known.full`` per site, with a leading zero [kWh], shape
-        ``(sites, n + 1)``; shared by all window widths.
-    width
-        Window length [intervals].
-
-    Returns
-    -------
-    numpy.ndarray
-        One value per (site, issue) cell.
-    """
-    start = np.minimum(_window_start(known, width), known.ended)
-    total = cumulative[known.cell_site, known.ended] - cumulative[known.cell_site, start]
-    in_window = known.pair_interval >= start[known.pair_cell]
-    total -= np.bincount(
-        known.pair_cell[in_window],
-        weights=known.pair_energy[in_window],
-        minlength=known.ended.size,
+def _flight(known: KnownSeries) -> _Flight:
+    """Return the in-flight sessions of :class:`KnownSeries` as one tuple for numba."""
+    return (
+        known.flight_start,
+        known.flight_sessions,
+        known.session_first,
+        known.interval,
+        known.energy,
     )
-    count = known.ended - start
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def compute_window_maxima(known: KnownSeries, *, width: int) -> np.ndarray:
-    """Return per cell the largest energy [kWh] of an interval in its window (NaN if empty).
+@njit(cache=True, nogil=True)
+def _unknown_energy(flight: _Flight, cell: int, lo: int, hi: int) -> float:
+    """Energy [kWh] of the sessions in flight at ``cell`` in intervals ``[lo, hi)``."""
+    flight_start, flight_sessions, session_first, interval, energy = flight
+    total = 0.0
+    for p in range(flight_start[cell], flight_start[cell + 1]):
+        q = flight_sessions[p]
+        for k in range(session_first[q], session_first[q + 1]):
+            if interval[k] >= hi:  # a session's contributions are in time order
+                break
+            if interval[k] >= lo:
+                total += energy[k]
+    return total
 
-    Parameters
-    ----------
-    known
-        The known series (:func:`features.known_series.build_known_series`).
-    width
-        Window length [intervals].
 
-    Returns
-    -------
-    numpy.ndarray
-        One value per (site, issue) cell; cells with sessions unknown at their issue time
-        inside the window are recomputed exactly without them.
+@njit(cache=True, nogil=True)
+def _cell_statistics(  # noqa: PLR0917 - the arrays of KnownSeries and the windows, for numba
+    full: np.ndarray,
+    ended: np.ndarray,
+    history: np.ndarray,
+    flight: _Flight,
+    mean_widths: np.ndarray,
+    max_widths: np.ndarray,
+    alpha: float,
+) -> np.ndarray:
+    """Per cell: the window means, then the window maxima, then the EWM level [kWh].
+
+    Returns an array of shape ``(mean_widths.size + max_widths.size + 1, cells)``.
     """
-    _sites, n = known.full.shape
-    start = np.minimum(_window_start(known, width), known.ended)
-    flat = known.full.ravel()
-    if flat.size == 0:
-        return np.full(start.size, np.nan)
-    bounds = np.stack((known.cell_site * n + start, known.cell_site * n + known.ended), axis=1)
-    # maximum over [start, ended) of each cell in one C pass; odd slices are ignored. A window
-    # that ends the grid is cut one short (reduceat needs indices inside), so add that value
-    result = np.maximum.reduceat(flat, np.minimum(bounds.ravel(), flat.size - 1))[::2]
-    at_end = bounds[:, 1] == flat.size
-    result[at_end] = np.maximum(result[at_end], flat[-1])
-    result[known.ended <= start] = np.nan
-    in_window = known.pair_interval >= known.ended[known.pair_cell] - width
-    corrected = np.unique(known.pair_cell[in_window])
-    if corrected.size:  # cells with sessions unknown at T inside the window: exactly
-        result[corrected] = _corrected_max(known, width, corrected, in_window)
+    sites, n = full.shape
+    issues = ended.size
+    result = np.empty((mean_widths.size + max_widths.size + 1, history.size))
+    cumulative = np.zeros(n + 1)  # of one site, with a leading zero [kWh]
+    levels = np.zeros(n + 1)  # of one site: EWM level after k intervals, from zero
+    window = np.empty(max(max_widths.max(), 1))
+    for site in range(sites):
+        for k in range(n):
+            cumulative[k + 1] = cumulative[k] + full[site, k]
+            levels[k + 1] = levels[k] + alpha * (full[site, k] - levels[k])
+        for i in range(issues):
+            cell, e = site * issues + i, ended[i]
+            row = 0
+            for width in mean_widths:
+                start = min(max(e - width, history[cell]), e)
+                total = cumulative[e] - cumulative[start] - _unknown_energy(flight, cell, start, e)
+                result[row, cell] = total / (e - start) if start < e else np.nan
+                row += 1
+            for width in max_widths:
+                result[row, cell] = _window_maximum(
+                    full[site], e, history[cell], flight, cell, width, window
+                )
+                row += 1
+            result[row, cell] = _ewm_level(levels[e], e, history[cell], flight, cell, alpha)
     return result
 
 
-def _corrected_max(
-    known: KnownSeries, width: int, cells: np.ndarray, in_window: np.ndarray
+@njit(cache=True, nogil=True)
+def _window_maximum(  # noqa: PLR0917 - one cell's window, for numba
+    series: np.ndarray,
+    e: int,
+    first: int,
+    flight: _Flight,
+    cell: int,
+    width: int,
+    window: np.ndarray,
+) -> float:
+    """Largest energy [kWh] of the intervals ``[max(e - width, first), e)`` as known at ``cell``.
+
+    ``series`` is the site's full series, ``window`` scratch space of at least ``width``.
+    """
+    flight_start, flight_sessions, session_first, interval, energy = flight
+    start = min(max(e - width, first), e)
+    if start == e:
+        return np.nan
+    if flight_start[cell + 1] == flight_start[cell]:  # nothing in flight: the full series
+        return series[start:e].max()
+    base = e - width  # window[k] is interval base + k
+    window[start - base : width] = series[start:e]
+    for p in range(flight_start[cell], flight_start[cell + 1]):
+        q = flight_sessions[p]
+        for k in range(session_first[q], session_first[q + 1]):
+            if interval[k] >= e:
+                break
+            if interval[k] >= start:
+                window[interval[k] - base] -= energy[k]
+    return window[start - base : width].max()
+
+
+@njit(cache=True, nogil=True)
+def _ewm_level(  # noqa: PLR0917 - one cell, for numba
+    level: float, e: int, first: int, flight: _Flight, cell: int, alpha: float
+) -> float:
+    """Return the EWM level after ``e`` intervals as known at ``cell`` (NaN without history).
+
+    ``level`` is the level of the full series, ``first`` the cell's first known interval.
+    """
+    flight_start, flight_sessions, session_first, interval, energy = flight
+    if first == NO_HISTORY:
+        return np.nan
+    unknown = 0.0
+    for p in range(flight_start[cell], flight_start[cell + 1]):
+        q = flight_sessions[p]
+        for k in range(session_first[q], session_first[q + 1]):
+            if interval[k] >= e:
+                break
+            unknown += alpha * (1.0 - alpha) ** float(e - 1 - interval[k]) * energy[k]
+    return level - unknown
+
+
+def compute_cell_statistics(
+    known: KnownSeries, *, mean_widths: list[int], max_widths: list[int], half_life: int
 ) -> np.ndarray:
-    """Window maxima of ``cells`` after subtracting the energy of sessions unknown at T."""
-    base = known.ended[cells] - width
-    index = base[:, None] + np.arange(width)[None, :]
-    n = known.full.shape[1]
-    # positions before the grid are clipped here and excluded by ``valid`` below
-    position = known.cell_site[cells][:, None] * n + index
-    values = np.take(known.full.ravel(), position, mode="clip")
-    row = np.searchsorted(cells, known.pair_cell[in_window])
-    column = known.pair_interval[in_window] - base[row]
-    np.subtract.at(values, (row, column), known.pair_energy[in_window])
-    valid = index >= _window_start(known, width)[cells][:, None]
-    result = np.where(valid, values, -np.inf).max(axis=1, initial=-np.inf)
-    return np.where(np.isneginf(result), np.nan, result)
-
-
-def compute_ewm_levels(known: KnownSeries, *, half_life: int) -> np.ndarray:
-    """Return per cell the exponentially weighted level [kWh] of the intervals ended by T.
-
-    The level starts from zero at the start of the grid (``known.origin_us``) and is
-    updated once per interval (``adjust=False``), so older intervals weigh less by half
-    every ``half_life`` intervals.
+    """Return per (site, issue) cell its window means, window maxima and EWM level [kWh].
 
     Parameters
     ----------
     known
         The known series (:func:`features.known_series.build_known_series`).
+    mean_widths
+        Window lengths [intervals] of the means (energy per interval over the window, NaN
+        when the window is empty); the sums are differences of cumulative sums of the full
+        series, corrected.
+    max_widths
+        Window lengths [intervals] of the maxima (largest energy of an interval in the
+        window, NaN when empty).
     half_life
-        Half-life [intervals], at least 1.
+        Half-life [intervals] of the exponentially weighted level (at least 1): it starts
+        from zero at the start of the grid (``known.origin_us``) and is updated once per
+        interval (``adjust=False``), so older intervals weigh less by half every
+        ``half_life`` intervals; NaN for a cell without known history.
 
     Returns
     -------
     numpy.ndarray
-        One value per (site, issue) cell; NaN for a cell without known history.
+        Shape ``(len(mean_widths) + len(max_widths) + 1, cells)``: the means in the order of
+        ``mean_widths``, then the maxima, then the level.
     """
     alpha = 1.0 - 0.5 ** (1.0 / half_life)
-    issues = known.issues_us.size
-    level = np.zeros(known.ended.size)
-    padded = np.zeros(known.full.shape[1] + 1)
-    for site, row in enumerate(known.full):  # per site: faster than one ewm_mean().over()
-        padded[1:] = row
-        levels = pl.Series(padded).ewm_mean(alpha=alpha, adjust=False).to_numpy()
-        cells = slice(site * issues, (site + 1) * issues)  # the cells of a site are consecutive
-        level[cells] = levels[known.ended[cells]]
-    lag = known.ended[known.pair_cell] - 1 - known.pair_interval
-    weights = alpha * (1.0 - alpha) ** lag * known.pair_energy
-    level = level - np.bincount(known.pair_cell, weights=weights, minlength=level.size)
-    return np.where(known.history == NO_HISTORY, np.nan, level)
+    return _cell_statistics(
+        known.full,
+        known.ended,
+        known.history,
+        _flight(known),
+        np.asarray(mean_widths, dtype=np.int64),
+        np.asarray(max_widths, dtype=np.int64),
+        alpha,
+    )
+
+
+@njit(cache=True, nogil=True)
+def _row_features(  # noqa: PLR0917 - the rows and the arrays of KnownSeries, for numba
+    full: np.ndarray,
+    ended: np.ndarray,
+    history: np.ndarray,
+    flight: _Flight,
+    site: np.ndarray,
+    issue: np.ndarray,
+    target: np.ndarray,
+    lags: np.ndarray,
+    per_cell: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    issues = ended.size
+    row = 0
+    for s in site:
+        for r in range(issue.size):
+            i = issue[r]
+            cell = s * issues + i
+            lo, hi = history[cell], ended[i]
+            corrected = flight[0][cell + 1] > flight[0][cell]
+            for m in range(lags.size):
+                j = target[r] - lags[m]
+                if j < lo or j >= hi:
+                    out[m, row] = np.nan
+                elif corrected:
+                    out[m, row] = full[s, j] - _unknown_energy(flight, cell, j, j + 1)
+                else:
+                    out[m, row] = full[s, j]
+            for m in range(per_cell.shape[0]):
+                out[lags.size + m, row] = per_cell[m, cell]
+            row += 1
+
+
+def compute_row_features(
+    known: KnownSeries,
+    *,
+    site: np.ndarray,
+    issue: np.ndarray,
+    target: np.ndarray,
+    lags: np.ndarray,
+    per_cell: np.ndarray,
+) -> np.ndarray:
+    """Return each row's lags as known at its issue time, then its cell's ``per_cell`` values.
+
+    Parameters
+    ----------
+    known
+        The known series (:func:`features.known_series.build_known_series`).
+    site
+        The site numbers of the rows' copies: the rows are the ``issue``/``target`` rows for
+        each site in ``site``, copy after copy.
+    issue
+        Per row of a copy: position of its issue time in ``known.issues_us``.
+    target
+        Per row of a copy: its target interval [-] on the grid of ``known``.
+    lags
+        The lags [intervals] (int64): lag ``m`` is the energy [kWh] of interval
+        ``target - lags[m]``, NaN where that interval had not ended by the issue time or lies
+        before the known history.
+    per_cell
+        Values per (site, issue) cell, shape ``(columns, cells)``, repeated on its rows.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(lags.size + columns, site.size * issue.size)`` (one allocation: fresh memory
+        pages cost more than the work here).
+    """
+    out = np.empty((lags.size + per_cell.shape[0], site.size * issue.size))
+    flight = _flight(known)
+    _row_features(
+        known.full, known.ended, known.history, flight, site, issue, target, lags, per_cell, out
+    )
+    return out

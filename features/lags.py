@@ -8,12 +8,11 @@ Only intervals that ended at or before ``T`` and only sessions known at ``T``
     known_T(j) = full(j) - sum of contributions to j of sessions with plug_out_at >= T,
 
 and those in-flight corrections are few (sessions plugged in across ``T``), so the features are
-computed on the full series with cumulative sums and gathers, then corrected exactly, pair by
-pair ``(T, j)``, without a Python loop over issue times. Several sites are computed in the
-same pass, on one dense (site, interval) grid with a shared origin (the zeros before a site's
-first session change no value), so there is no Python loop over sites either. The grid and the
-corrections are built in :mod:`features.known_series`, the rolling and EWM statistics over it
-in :mod:`features.known_windows`.
+read off the full series (cumulative sums for the means) and corrected exactly with the
+sessions in flight at ``T``. Several sites are computed in the same pass, on one dense
+(site, interval) grid with a shared origin (the zeros before a site's first session change no
+value). The grid and the sessions in flight are built in :mod:`features.known_series`, the
+lags and window statistics over it (compiled loops) in :mod:`features.known_windows`.
 
 No feature looks further back than :data:`LOOKBACK` (the longest window plus 64 half-lives of
 the EWM level), so sessions that ended earlier may be left out (``earlier``): the features are
@@ -48,7 +47,7 @@ from features.known_series import (
     SiteContributions,
     build_known_series,
 )
-from features.known_windows import compute_ewm_levels, compute_window_maxima, compute_window_means
+from features.known_windows import compute_cell_statistics, compute_row_features
 from features.time_grid import ONE_US, US_PER_HOUR
 from forecasting.errors import SchemaError
 
@@ -66,7 +65,9 @@ ROLLING_MAXIMA: Final[dict[str, timedelta]] = {
     "max_24h": timedelta(hours=24),
     "max_7d": timedelta(days=7),
 }
-EWM_HALF_LIVES: Final[dict[str, timedelta]] = {"ewm_24h": timedelta(hours=24)}
+EWM_LEVEL: Final = "ewm_24h"
+EWM_HALF_LIFE: Final = timedelta(hours=24)
+EWM_HALF_LIVES: Final[dict[str, timedelta]] = {EWM_LEVEL: EWM_HALF_LIFE}
 SINCE_LAST: Final = "hours_since_last_session"
 
 LAG_FEATURE_COLUMNS: Final[tuple[str, ...]] = (
@@ -91,66 +92,15 @@ def _to_us(values: pl.Series) -> np.ndarray:
     return values.dt.epoch("us").to_numpy().astype(np.int64)
 
 
-_PairSums = tuple[np.ndarray, np.ndarray, int, np.ndarray]
-
-
-def _pair_sums(known: KnownSeries) -> _PairSums:
-    """Return the unique (cell, interval) keys of the corrections, their energy, the modulus.
-
-    And per cell whether it has any correction.
-    """
-    modulus = known.full.shape[1] + 1
-    keys, inverse = np.unique(known.pair_cell * modulus + known.pair_interval, return_inverse=True)
-    corrected = np.zeros(known.ended.size, dtype=bool)
-    corrected[known.pair_cell] = True
-    sums = np.bincount(inverse, weights=known.pair_energy, minlength=keys.size)
-    return keys, sums, modulus, corrected
-
-
-def _lag_values(
-    known: KnownSeries, rows: dict[str, np.ndarray], *, lag: int, pairs: _PairSums
-) -> np.ndarray:
-    """One lag column: ``full`` at ``target - lag`` where known, minus unknown sessions' energy.
-
-    ``rows`` holds per row its ``cell``, ``target`` interval, ``flat`` position of the target
-    in ``known.full``, its cell's ``history`` and ``ended`` and ``corrected`` flag; ``buffer``
-    is scratch space of one int64 per row (few fresh arrays: page faults cost more than work).
-    """
-    # the interval target - lag is known when it ended by T and lies in the known history
-    interval = np.subtract(rows["target"], lag, out=rows["buffer"])
-    invalid = interval < rows["history"]
-    invalid |= interval >= rows["ended"]
-    if known.full.size == 0:
-        return np.full(invalid.size, np.nan)
-    position = np.subtract(rows["flat"], lag, out=rows["buffer"])
-    # out-of-range positions are clipped (and then masked): no bounds check per row
-    values = np.take(known.full.ravel(), position, mode="clip")
-    values[invalid] = np.nan
-    keys, sums, modulus, _corrected = pairs
-    hit_rows = np.flatnonzero(~invalid & rows["corrected"])  # rows whose cell has corrections
-    if hit_rows.size == 0:
-        return values
-    query = rows["cell"][hit_rows] * modulus + rows["target"][hit_rows] - lag
-    position = np.clip(np.searchsorted(keys, query), 0, keys.size - 1)
-    hit = keys[position] == query
-    values[hit_rows[hit]] -= sums[position[hit]]
-    return values
-
-
 def _issue_level_features(known: KnownSeries, step: timedelta) -> dict[str, np.ndarray]:
-    width = {name: window // step for name, window in {**ROLLING_MEANS, **ROLLING_MAXIMA}.items()}
-    sites, n = known.full.shape
-    cumulative = np.zeros((sites, n + 1))
-    np.cumsum(known.full, axis=1, out=cumulative[:, 1:])
-    features = {
-        name: compute_window_means(known, cumulative=cumulative, width=width[name])
-        for name in ROLLING_MEANS
-    }
-    features |= {name: compute_window_maxima(known, width=width[name]) for name in ROLLING_MAXIMA}
-    features |= {
-        name: compute_ewm_levels(known, half_life=max(1, half_life // step))
-        for name, half_life in EWM_HALF_LIVES.items()
-    }
+    """Return the features that are the same on every row of a (site, issue) cell, per cell."""
+    statistics = compute_cell_statistics(
+        known,
+        mean_widths=[window // step for window in ROLLING_MEANS.values()],
+        max_widths=[window // step for window in ROLLING_MAXIMA.values()],
+        half_life=max(1, EWM_HALF_LIFE // step),
+    )
+    features = dict(zip((*ROLLING_MEANS, *ROLLING_MAXIMA, EWM_LEVEL), statistics, strict=True))
     issues = np.tile(known.issues_us, known.full.shape[0])
     since = (issues - known.last_end_us) / US_PER_HOUR
     features[SINCE_LAST] = np.where(known.last_end_us < 0, np.nan, since)
@@ -240,7 +190,7 @@ def compute_lag_features(
     issued_us = _to_us(issued_at)
     issues_us = np.unique(issued_us)
     return compute_site_lag_features(
-        np.zeros(issued_at.len(), dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
         np.searchsorted(issues_us, issued_us),
         _to_us(interval_start),
         issues_us=issues_us,
@@ -250,7 +200,7 @@ def compute_lag_features(
     )
 
 
-def compute_site_lag_columns(
+def compute_site_lag_features(
     site: np.ndarray,
     issue: np.ndarray,
     interval_us: np.ndarray,
@@ -260,17 +210,17 @@ def compute_site_lag_columns(
     sites: int,
     resolution: timedelta,
     earlier: EarlierSessions | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
-    """Compute :data:`LAG_FEATURE_COLUMNS` of several sites: lags per row, the rest per cell.
-
-    The other columns are the same for every row of a (site, issue) cell, so they are
-    returned once per cell with each row's cell, to be gathered late.
+) -> dict[str, np.ndarray]:
+    """Compute :data:`LAG_FEATURE_COLUMNS` of several sites' target rows.
 
     Parameters
     ----------
-    site, issue, interval_us
-        Per target row: site number in ``[0, sites)``, position of its ``issued_at`` in
-        ``issues_us``, and ``interval_start`` [us since epoch, UTC].
+    site
+        The site numbers (in ``[0, sites)``) of the rows' copies: the target rows are the
+        ``issue``/``interval_us`` rows for each site in ``site``, copy after copy.
+    issue, interval_us
+        Per row of a copy: position of its ``issued_at`` in ``issues_us``, and its
+        ``interval_start`` [us since epoch, UTC].
     issues_us
         The sorted unique issue times [us since epoch, UTC].
     contributions
@@ -287,61 +237,21 @@ def compute_site_lag_columns(
 
     Returns
     -------
-    tuple
-        The lags (:data:`LAGS`), one value per row; the other columns one value per
-        (site, issue) cell; each row's cell (so a column's rows are ``values[cell]``). NaN
-        marks "no value". Gathering the cell columns late (e.g. in polars) saves memory.
+    dict
+        Per column, one value per row (``site.size * issue.size`` rows) [kWh]
+        (``hours_since_last_session`` [h]); NaN marks
+        "no value". The columns are rows of one 2-D array (one allocation: fresh memory pages
+        cost more than the work here).
     """
     step_us = resolution // ONE_US
     known = build_known_series(
         contributions, sites=sites, issues_us=issues_us, step_us=step_us, earlier=earlier
     )
-    cell = site * issues_us.size + issue
     target = (interval_us - known.origin_us) // step_us
-    pairs = _pair_sums(known)
-    flat = site * known.full.shape[1] + target
-    rows = {
-        "cell": cell,
-        "target": target,
-        "flat": flat,
-        "history": np.take(known.history, cell),
-        "ended": np.take(known.ended, cell),
-        "corrected": np.take(pairs[3], cell),
-        "buffer": np.empty_like(flat),
-    }
-    columns = {
-        name: _lag_values(known, rows, lag=lag // resolution, pairs=pairs)
-        for name, lag in LAGS.items()
-    }
+    lags = np.array([lag // resolution for lag in LAGS.values()], dtype=np.int64)
     per_cell = _issue_level_features(known, resolution)
-    return columns, per_cell, cell
-
-
-def compute_site_lag_features(
-    site: np.ndarray,
-    issue: np.ndarray,
-    interval_us: np.ndarray,
-    *,
-    issues_us: np.ndarray,
-    contributions: SiteContributions,
-    sites: int,
-    resolution: timedelta,
-    earlier: EarlierSessions | None = None,
-) -> dict[str, np.ndarray]:
-    """Compute :data:`LAG_FEATURE_COLUMNS` of several sites, every column one value per row.
-
-    :func:`compute_site_lag_columns` with its per-cell columns gathered to the rows: same
-    parameters; returns per column one array over the rows [kWh] (``hours_since_last_session``
-    [h]), NaN for "no value".
-    """
-    rows, per_cell, cell = compute_site_lag_columns(
-        site,
-        issue,
-        interval_us,
-        issues_us=issues_us,
-        contributions=contributions,
-        sites=sites,
-        resolution=resolution,
-        earlier=earlier,
-    )
-    return rows | {name: np.take(values, cell) for name, values in per_cell.items()}
+    block = compute_row_features(
+        known, site=site, issue=issue, target=target, lags=lags,
+        per_cell=np.stack([per_cell[name] for name in LAG_FEATURE_COLUMNS[len(LAGS):]]),
+    )  # fmt: skip
+    return dict(zip(LAG_FEATURE_COLUMNS, block, strict=True))

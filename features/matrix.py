@@ -190,20 +190,30 @@ def _calendar_columns(base: pl.DataFrame, sites: Sequence[SiteConfig]) -> list[p
 
     Computed once per unique target time and per time zone and holiday calendar.
     """
-    unique, inverse = np.unique(
-        base["interval_start"].dt.epoch("us").to_numpy(), return_inverse=True
-    )
+    times = base["interval_start"].dt.epoch("us").to_numpy()
+    if times.size < 2 or bool((times[1:] > times[:-1]).all()):
+        unique, inverse = times, None  # sorted and unique already (issues a horizon apart)
+    else:
+        unique, inverse = np.unique(times, return_inverse=True)
     calendars: dict[tuple[str, str | None, str | None], dict[str, np.ndarray]] = {}
     for site in sites:
         key = (site.timezone, site.country, site.subdivision)
         if key not in calendars:
             arrays = compute_calendar_arrays(unique, site=site)
-            calendars[key] = {name: values[inverse] for name, values in arrays.items()}
+            calendars[key] = {
+                name: values if inverse is None else values[inverse]
+                for name, values in arrays.items()
+            }
     keys = [(s.timezone, s.country, s.subdivision) for s in sites]
     return [
         pl.Series(name, np.concatenate([calendars[key][name] for key in keys]))
         for name in CALENDAR_FEATURE_COLUMNS
     ]
+
+
+def _site_columns(sites: Sequence[SiteConfig], rows: int) -> dict[str, pl.Series]:
+    """``site_id`` and the site features, each site's values on ``rows`` rows, site after site."""
+    return build_site_feature_frame(sites)[np.repeat(np.arange(len(sites)), rows)].to_dict()
 
 
 def build_feature_matrices(
@@ -244,11 +254,18 @@ def build_feature_matrices(
         resolution=resolution,
         known_until=known_until,
     )
-    frame = pl.concat([base] * len(sites), rechunk=True).hstack(
-        [*_calendar_columns(base, sites), *demand.values()]
+    repeated = {name: pl.concat([base[name]] * len(sites), rechunk=True) for name in base.columns}
+    site_columns = _site_columns(sites, base.height)
+    calendar = _calendar_columns(base, sites)
+    frame = pl.DataFrame(
+        [
+            site_columns["site_id"],
+            *(repeated[name] for name in KEY_COLUMNS[1:]),
+            *demand.values(),
+            *calendar,
+            *(site_columns[name] for name in SITE_FEATURE_COLUMNS),
+        ]
     )
-    sites_frame = build_site_feature_frame(sites)
-    frame = frame.hstack(sites_frame[np.repeat(np.arange(len(sites)), base.height)].get_columns())
     with_solar = any(s.pv is not None for s in sites) if solar_geometry is None else solar_geometry
     frames = [frame]
     if with_solar or weather is not None:
@@ -263,6 +280,7 @@ def build_feature_matrices(
                 resolution=resolution,
                 observations_stand_in=observations_stand_in,
             )
-    columns = feature_columns(with_weather=weather is not None, with_solar=with_solar)
-    selected = [part.select(*KEY_COLUMNS, *TARGET_COLUMNS, *columns[1:]) for part in frames]
-    return pl.concat(selected) if len(selected) > 1 else selected[0]
+    if with_solar or weather is not None:
+        columns = feature_columns(with_weather=weather is not None, with_solar=with_solar)
+        frames = [part.select(*KEY_COLUMNS, *TARGET_COLUMNS, *columns[1:]) for part in frames]
+    return pl.concat(frames) if len(frames) > 1 else frames[0]

@@ -18,6 +18,7 @@ from typing import Final
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 OUTAGE_MIN_GAP: Final = timedelta(hours=24)
 OUTAGE_REFERENCE: Final = timedelta(days=28)
@@ -90,31 +91,52 @@ def compute_outage_masks(
     A site's grid may be a stretch of its series: the mask then equals the whole series' mask
     on every idle run that lies within the stretch, ``reference`` or more after its start.
     """
-    offsets = np.cumsum(lengths) - lengths
-    first = np.zeros(arrivals.size + 1, dtype=bool)
-    first[offsets] = True  # first interval of a site; the final flag marks the end
-    first[-1] = True
-    idle = (arrivals == 0) & (occupied <= 0)
-    before_idle = np.concatenate(([False], idle[:-1]))
-    after_idle = np.append(idle[1:], False)
-    starts = np.flatnonzero(idle & (first[:-1] | ~before_idle))  # idle runs [start, end)
-    ends = np.flatnonzero(idle & (first[1:] | ~after_idle)) + 1
-    site_start = offsets[np.searchsorted(offsets, starts, side="right") - 1]
-    reference_n = max(1, reference // resolution)
-    # only long runs with a full reference window before them can be outages
-    judged = (starts - site_start >= reference_n) & (ends - starts >= min_gap / resolution)
-    starts, ends = starts[judged], ends[judged]
-    hours = resolution / timedelta(hours=1)
-    before = np.zeros(starts.size)
-    if starts.size:  # arrivals in [start - reference_n, start) of each run, in one C pass
-        windows = np.stack((starts - reference_n, starts), axis=1).ravel()
-        before = np.add.reduceat(arrivals.astype(np.float64), windows)[::2]
-    expected = before / (reference_n * hours) * (ends - starts) * hours
-    outage = expected >= min_expected_arrivals
-    starts, counts = starts[outage], (ends - starts)[outage]
     mask = np.zeros(arrivals.size, dtype=bool)
-    mask[np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())] = True
+    reference_n = max(1, reference // resolution)
+    hours = resolution / timedelta(hours=1)
+    _mark_outages(
+        arrivals, occupied, np.cumsum(lengths) - lengths, lengths, mask,
+        reference_n, min_gap / resolution, hours, min_expected_arrivals,
+    )  # fmt: skip
     return mask
+
+
+@njit(cache=True, nogil=True)
+def _mark_outages(  # noqa: PLR0917 - the arrays and the rule's parameters, for numba
+    arrivals: np.ndarray,
+    occupied: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    mask: np.ndarray,
+    reference_n: int,
+    min_run: float,
+    hours: float,
+    min_expected_arrivals: float,
+) -> None:
+    """Set ``mask`` on the outage runs of each site's grid (``lengths[s]`` from ``offsets[s]``).
+
+    ``reference_n`` is the reference window [intervals], ``min_run`` the shortest run
+    [intervals], ``hours`` the interval length [h].
+    """
+    for site in range(lengths.size):
+        first, stop = offsets[site], offsets[site] + lengths[site]
+        k = first
+        while k < stop:
+            if arrivals[k] != 0 or occupied[k] > 0:
+                k += 1
+                continue
+            start = k  # an idle run [start, k)
+            while k < stop and arrivals[k] == 0 and occupied[k] <= 0:
+                k += 1
+            # judged only when long and with a full reference window before it
+            if start - first < reference_n or k - start < min_run:
+                continue
+            before = 0.0
+            for j in range(start - reference_n, start):
+                before += arrivals[j]
+            expected = before / (reference_n * hours) * (k - start) * hours
+            if expected >= min_expected_arrivals:
+                mask[start:k] = True
 
 
 def mark_outages(

@@ -30,6 +30,7 @@ from typing import Final, Literal
 
 import numpy as np
 import polars as pl
+from numba import njit
 
 from features.time_grid import ONE_US, US_PER_HOUR, check_resolution
 from forecasting.errors import ConfigError, SchemaError
@@ -42,14 +43,14 @@ def _hours(duration: pl.Expr) -> pl.Expr:
     return duration.dt.total_microseconds().cast(pl.Float64) / US_PER_HOUR
 
 
-def _charge_end(
-    schema: pl.Schema, *, allocation: Allocation, charger_power_kw: float | None
-) -> pl.Expr:
-    """End of the window over which a session's energy is spread (within plug-in window)."""
+def _charge_end(schema: pl.Schema, *, allocation: Allocation, rated: pl.Expr) -> pl.Expr:
+    """End of the window over which a session's energy is spread (within plug-in window).
+
+    ``rated`` is the charger power [kW] of sessions without ``max_power_kw``.
+    """
     plug_in, plug_out = pl.col("plug_in_at"), pl.col("plug_out_at")
     if allocation == "uniform":
         return plug_out
-    rated = pl.lit(charger_power_kw, dtype=pl.Float64)
     if "max_power_kw" in schema:
         rated = pl.coalesce(pl.col("max_power_kw"), rated)
     energy = pl.col("energy_kwh")
@@ -63,24 +64,65 @@ def _charge_end(
     return pl.when(done > plug_in).then(pl.min_horizontal(done, plug_out)).otherwise(by_power)
 
 
-def _check_sessions(frame: pl.DataFrame) -> None:
+def _check_columns(schema: pl.Schema) -> None:
     needed = ["site_id", "session_id", "plug_in_at", "plug_out_at", "energy_kwh"]
-    missing = [c for c in needed if c not in frame.columns]
+    missing = [c for c in needed if c not in schema]
     if missing:
         msg = (
-            f"sessions frame is missing columns {missing!r}; available: {frame.columns!r}. "
+            f"sessions frame is missing columns {missing!r}; available: {schema.names()!r}. "
             "read sessions with forecasting.ingest.sessions.read_sessions"
         )
         raise SchemaError(msg)
-    backwards = frame.filter(pl.col("plug_out_at") < pl.col("plug_in_at"))
-    if backwards.height:
-        row = backwards.row(0, named=True)
+
+
+def check_session_times(
+    sessions: pl.DataFrame | pl.LazyFrame,
+    plug_in: np.ndarray,
+    plug_out: np.ndarray,
+    *,
+    rows: np.ndarray | None = None,
+) -> None:
+    """Raise :class:`SchemaError` naming the first session that ends before it starts.
+
+    ``plug_in`` and ``plug_out`` [us since epoch] are per row of ``sessions``; only the rows
+    where ``rows`` (bool) is true are checked (default: all).
+    """
+    wrong = plug_out < plug_in
+    if rows is not None:
+        wrong &= rows
+    backwards = np.flatnonzero(wrong)
+    if backwards.size:
+        row = sessions.lazy().slice(int(backwards[0]), 1).collect().row(0, named=True)
         msg = (
             f"session {row['session_id']!r} of site {row['site_id']!r} ends before it starts: "
             f"plug_in_at={row['plug_in_at']!r}, plug_out_at={row['plug_out_at']!r} "
-            f"({backwards.height} such rows); ingest quarantines these, read sessions through it"
+            f"({backwards.size} such rows); ingest quarantines these, read sessions through it"
         )
         raise SchemaError(msg)
+
+
+def session_time_columns(
+    schema: pl.Schema, *, allocation: Allocation = "uniform", rated_kw: pl.Expr | None = None
+) -> list[pl.Expr]:
+    """Expressions of the columns :func:`compute_session_times` returns, for a select.
+
+    ``plug_in``, ``plug_out``, ``charge`` [us since epoch, UTC] and ``energy`` [kWh] per
+    session; ``rated_kw`` is the charger power [kW] of sessions without ``max_power_kw``
+    (front-loaded only; default none). Raises :class:`ConfigError` for an unknown
+    ``allocation`` and :class:`SchemaError` for a missing column.
+    """
+    if allocation not in ALLOCATIONS:
+        msg = f"allocation {allocation!r} is not one of {ALLOCATIONS!r}"
+        raise ConfigError(msg)
+    _check_columns(schema)
+    rated = pl.lit(None, dtype=pl.Float64) if rated_kw is None else rated_kw
+    charge_end = _charge_end(schema, allocation=allocation, rated=rated)
+    return [
+        pl.col("plug_in_at").dt.epoch("us").alias("plug_in"),
+        pl.col("plug_out_at").dt.epoch("us").alias("plug_out"),
+        charge_end.dt.epoch("us").alias("charge"),
+        pl.col("energy_kwh").cast(pl.Float64).alias("energy"),
+    ]
 
 
 def compute_contribution_arrays(
@@ -154,20 +196,12 @@ def compute_session_times(
     SchemaError
         If a needed column is missing or a session ends before it starts.
     """
-    if allocation not in ALLOCATIONS:
-        msg = f"allocation {allocation!r} is not one of {ALLOCATIONS!r}"
-        raise ConfigError(msg)
-    _check_sessions(sessions)
-    charge_end = _charge_end(
-        sessions.schema, allocation=allocation, charger_power_kw=charger_power_kw
-    )
-    times = sessions.select(
-        pl.col("plug_in_at", "plug_out_at").dt.epoch("us"),
-        charge_end.dt.epoch("us").alias("charge_end"),
-        pl.col("energy_kwh").cast(pl.Float64),
-    )
-    names = ("plug_in", "plug_out", "charge", "energy")
-    return {name: times[c].to_numpy() for name, c in zip(names, times.columns, strict=True)}
+    rated = pl.lit(charger_power_kw, dtype=pl.Float64)
+    columns = session_time_columns(sessions.schema, allocation=allocation, rated_kw=rated)
+    times = sessions.select(columns)
+    arrays = {name: times[name].to_numpy() for name in times.columns}
+    check_session_times(sessions, arrays["plug_in"], arrays["plug_out"])
+    return arrays
 
 
 def split_at_intervals(
@@ -198,38 +232,54 @@ def split_at_intervals(
     plug_in, plug_out, charge, energy = (
         times[key] for key in ("plug_in", "plug_out", "charge", "energy")
     )
-    first = plug_in // step_us
-    counts = np.maximum(plug_out - 1, plug_in) // step_us - first + 1
-    row = np.repeat(np.arange(plug_in.size), counts)
-    # in place where possible: fresh pages (page faults) cost more than the arithmetic here;
-    # np.take is several times faster than np.repeat(values, counts) per session array
-    offset = np.arange(row.size)
-    offset -= np.take(np.cumsum(counts) - counts, row)
-    arrival = offset == 0
-    start = np.take(first, row)
-    start += offset
-    start *= step_us
-    del offset
-    begin = np.maximum(np.take(plug_in, row), start)
-    end = start + step_us
-    known_at = np.take(plug_out, row)
-    occupied = None
-    if occupancy:
-        occupied = np.minimum(known_at, end) - begin
-        occupied = np.maximum(occupied, 0, out=occupied) / step_us
-    overlap = np.minimum(np.take(charge, row), end, out=end)
-    overlap -= begin
-    np.maximum(overlap, 0, out=overlap)
-    charge_us = np.take(charge - plug_in, row).astype(np.float64)
-    spread = np.take(energy, row)
-    spread *= overlap
-    del overlap, begin
-    zero = charge_us <= 0  # no allocation window: all energy in the plug-in interval
-    with np.errstate(invalid="ignore", divide="ignore"):
-        spread /= charge_us
-    spread[zero] = np.where(arrival[zero], np.take(energy, row[zero]), 0.0)
+    row, start, known_at, spread, arrival, occupied = _split(
+        plug_in, plug_out, charge, energy, step_us, occupancy
+    )
     parts = {"row": row, "start": start, "energy": spread, "arrival": arrival}
     parts["known_at"] = known_at
-    if occupied is not None:
+    if occupancy:
         parts["occupied"] = occupied
     return parts
+
+
+@njit(cache=True, nogil=True)
+def _split(  # noqa: PLR0917 - the session arrays, for numba
+    plug_in: np.ndarray,
+    plug_out: np.ndarray,
+    charge: np.ndarray,
+    energy: np.ndarray,
+    step_us: int,
+    occupancy: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split the sessions: the loop of :func:`split_at_intervals`.
+
+    Returns per contribution its session row, interval start [us], the session's plug-out
+    [us], energy [kWh], arrival flag and (if ``occupancy``, else empty) plugged-in share [-].
+    """
+    first = plug_in // step_us
+    counts = np.maximum(plug_out - 1, plug_in) // step_us - first + 1
+    size = counts.sum()
+    row = np.empty(size, dtype=np.int64)
+    start = np.empty(size, dtype=np.int64)
+    known_at = np.empty(size, dtype=np.int64)
+    spread = np.empty(size)
+    arrival = np.zeros(size, dtype=np.bool_)
+    occupied = np.empty(size if occupancy else 0)
+    k = 0
+    for q in range(plug_in.size):
+        window_us = float(charge[q] - plug_in[q])  # allocation window
+        arrival[k] = True
+        for m in range(counts[q]):
+            row[k] = q
+            start[k] = (first[q] + m) * step_us
+            known_at[k] = plug_out[q]
+            begin = max(plug_in[q], start[k])
+            end = start[k] + step_us
+            if occupancy:
+                occupied[k] = max(min(plug_out[q], end) - begin, 0) / step_us
+            if window_us <= 0:  # no allocation window: all energy in the plug-in interval
+                spread[k] = energy[q] if m == 0 else 0.0
+            else:
+                spread[k] = energy[q] * float(max(min(charge[q], end) - begin, 0)) / window_us
+            k += 1
+    return row, start, known_at, spread, arrival, occupied

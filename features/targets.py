@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Final
 
 import numpy as np
+from numba import njit
 
 from features.outages import OUTAGE_REFERENCE, compute_outage_masks
 from features.time_grid import ONE_US
@@ -37,13 +38,37 @@ class TargetGrids:
     has: np.ndarray  # whether the site has any session
 
 
-def reduce_per_site(
-    values: np.ndarray, site: np.ndarray, *, sites: int, reduce: np.ufunc, fill: int
-) -> np.ndarray:
-    """Reduce int64 ``values`` per site number with ``reduce``, starting from ``fill``."""
-    result = np.full(sites, fill, dtype=np.int64)
-    reduce.at(result, site, values)
-    return result
+@njit(cache=True, nogil=True)
+def _site_extremes(  # noqa: PLR0917 - the session arrays, for numba
+    site: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    plug_out_us: np.ndarray,
+    sites: int,
+    lo: int,
+    hi: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return per site the extremes of its sessions that set its target grid.
+
+    Whether it has any session, its first interval, its latest plug-out [us], the last
+    interval of its sessions that ended before interval ``lo`` and the first interval of
+    those starting at ``hi`` or later (extreme int64 values where there is none).
+    """
+    has = np.zeros(sites, dtype=np.bool_)
+    origin = np.full(sites, _INT_MAX, dtype=np.int64)
+    until = np.full(sites, _INT_MIN, dtype=np.int64)
+    previous = np.full(sites, _INT_MIN, dtype=np.int64)
+    following = np.full(sites, _INT_MAX - 1, dtype=np.int64)
+    for q in range(site.size):
+        s = site[q]
+        has[s] = True
+        origin[s] = min(origin[s], first[q])
+        until[s] = max(until[s], plug_out_us[q])
+        if last[q] < lo:
+            previous[s] = max(previous[s], last[q])
+        if first[q] >= hi:
+            following[s] = min(following[s], first[q])
+    return has, origin, until, previous, following
 
 
 def compute_target_grids(
@@ -82,33 +107,87 @@ def compute_target_grids(
         epoch] and whether it has any session.
     """
     lo, hi = targets
-    has = np.bincount(site, minlength=sites) > 0
-    origin = reduce_per_site(first, site, sites=sites, reduce=np.minimum, fill=_INT_MAX)
+    has, origin, until, previous, following = _site_extremes(
+        site, first, last, plug_out_us, sites, lo, hi
+    )
     origin = np.where(has, origin, 0)
-    until = reduce_per_site(plug_out_us, site, sites=sites, reduce=np.maximum, fill=_INT_MIN)
     until = np.where(has, until, 0) if known_until_us is None else np.full(sites, known_until_us)
     end = origin + np.maximum(1, -(-(until - origin * step_us) // step_us))
     # the idle run holding interval lo - 1 starts after the last session that ended before lo
-    ended_before = last < lo
-    previous = reduce_per_site(
-        last[ended_before], site[ended_before], sites=sites, reduce=np.maximum, fill=_INT_MIN
-    )
     previous = np.where(previous == _INT_MIN, lo - 1, previous)
-    # the idle run holding interval hi - 1 ends where the next session starts (or the data)
-    later = first >= hi
-    following = reduce_per_site(
-        first[later], site[later], sites=sites, reduce=np.minimum, fill=_INT_MAX - 1
-    )
     reference = max(1, OUTAGE_REFERENCE // timedelta(microseconds=step_us))
     start = np.maximum(origin, np.minimum(lo, previous + 1) - reference)
     start = np.minimum(start, end - 1)
+    # the idle run holding interval hi - 1 ends where the next session starts (or the data)
     stop = np.minimum(end, following + 1)
     return TargetGrids(start, stop, until, has)
 
 
+@njit(cache=True, nogil=True)
+def _stretch_sums(  # noqa: PLR0917 - contribution arrays and the stretches, for numba
+    site: np.ndarray,
+    start_us: np.ndarray,
+    energy: np.ndarray,
+    arrival: np.ndarray,
+    first: np.ndarray,
+    length: np.ndarray,
+    offset: np.ndarray,
+    step_us: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Energy [kWh], arrivals and contributions per interval of the sites' stretches.
+
+    The stretches are laid end to end (site ``s`` from ``offset[s]``); energy is summed in
+    contribution order.
+    """
+    size = offset[-1] + length[-1]
+    total = np.zeros(size)
+    arrivals = np.zeros(size, dtype=np.int64)
+    counts = np.zeros(size, dtype=np.int64)
+    for k in range(site.size):
+        s = site[k]
+        at = start_us[k] // step_us - first[s]
+        if 0 <= at < length[s]:
+            total[offset[s] + at] += energy[k]
+            counts[offset[s] + at] += 1
+            arrivals[offset[s] + at] += arrival[k]
+    return total, arrivals, counts
+
+
+@njit(cache=True, nogil=True)
+def _gather_rows(  # noqa: PLR0917 - the rows, the stretches and the outputs, for numba
+    site: np.ndarray,
+    interval: np.ndarray,
+    first: np.ndarray,
+    length: np.ndarray,
+    offset: np.ndarray,
+    has: np.ndarray,
+    until_us: np.ndarray,
+    step_us: int,
+    energy: np.ndarray,
+    missing: np.ndarray,
+    value: np.ndarray,
+    is_missing: np.ndarray,
+) -> None:
+    """Each row's energy [kWh] (NaN unless known and not missing) and outage flag."""
+    row = 0
+    for s in site:
+        for j in interval:
+            at = j - first[s]
+            if not has[s] or at < 0 or at >= length[s]:
+                is_missing[row] = False
+                value[row] = 0.0
+            else:
+                is_missing[row] = missing[offset[s] + at]
+                value[row] = energy[offset[s] + at]
+            known = has[s] and (j + 1) * step_us <= until_us[s]
+            if is_missing[row] or not known:
+                value[row] = np.nan
+            row += 1
+
+
 def compute_targets(
-    row_site: np.ndarray,
-    row_interval: np.ndarray,
+    site: np.ndarray,
+    interval: np.ndarray,
     *,
     parts: dict[str, np.ndarray],
     grids: TargetGrids,
@@ -118,8 +197,11 @@ def compute_targets(
 
     Parameters
     ----------
-    row_site, row_interval
-        Per target row: site number and interval [-] (numbered from the epoch).
+    site
+        The site numbers of the rows' copies: the target rows are ``interval`` for each site
+        in ``site``, copy after copy.
+    interval
+        The target intervals [-] (numbered from the epoch) of each copy.
     parts
         Contribution arrays (:func:`features.session_split.split_at_intervals`) of at least
         every session plugged in during the grids, with their site number in ``site``.
@@ -132,44 +214,26 @@ def compute_targets(
     Returns
     -------
     tuple of numpy.ndarray
-        Per row: the energy [kWh] of its interval in the full series (every session passed),
+        Per row (``site.size * interval.size``): the energy [kWh] of its interval in the full
+        series (every session passed),
         NaN when the interval ends after the site's known data, lies in an outage, or the
         site has no session; and ``is_missing`` (bool), whether the interval lies in an
         outage.
     """
     step_us = resolution // ONE_US
-    site = parts["site"]
     length = grids.stop - grids.first
     offset = np.cumsum(length) - length
-    index = parts["start"] // step_us - grids.first[site]
-    keep = (index >= 0) & (index < length[site])
-    flat = (offset[site] + index)[keep]
-    size = int(length.sum())
-    energy = np.bincount(flat, weights=parts["energy"][keep], minlength=size).astype(
-        np.float64, copy=False
-    )
-    arrivals = np.bincount(flat[parts["arrival"][keep]], minlength=size)
+    energy, arrivals, plugged = _stretch_sums(
+        parts["site"], parts["start"], parts["energy"], parts["arrival"],
+        grids.first, length, offset, step_us,
+    )  # fmt: skip
     # every contribution has a car plugged in for part of its interval or is an arrival, so
     # an interval is idle exactly when it has none: their count stands in for occupancy
-    plugged = np.bincount(flat, minlength=size)
     missing = compute_outage_masks(arrivals, plugged, lengths=length, resolution=resolution)
-    # in place where possible: fresh pages (page faults) cost more than the arithmetic here
-    at = np.take(grids.first, row_site)
-    np.subtract(row_interval, at, out=at)  # position in the site's stretch
-    has = np.take(grids.has, row_site)
-    last = np.take(length, row_site)
-    inside = (at >= 0) & (at < last) & has
-    last -= 1
-    np.minimum(at, last, out=at)
-    np.maximum(at, 0, out=at)
-    at += np.take(offset, row_site)
-    del last
-    is_missing = inside & np.take(missing, at)
-    value = np.take(energy, at)
-    value[~inside] = 0.0
-    end_us = np.add(row_interval, 1, out=at)
-    end_us *= step_us
-    known = end_us <= np.take(grids.until_us, row_site)
-    known &= has
-    value[~known | is_missing] = np.nan
+    value = np.empty(site.size * interval.size)
+    is_missing = np.empty(value.size, dtype=bool)
+    _gather_rows(
+        site, interval, grids.first, length, offset, grids.has, grids.until_us,
+        step_us, energy, missing, value, is_missing,
+    )  # fmt: skip
     return value, is_missing

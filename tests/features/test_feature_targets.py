@@ -43,7 +43,7 @@ def _targets_on_stretch(
     parts["site"] = np.zeros(parts["row"].size, dtype=np.int64)
     rows = origin + np.arange(first, last)
     energy, missing = compute_targets(
-        np.zeros(rows.size, dtype=np.int64), rows, parts=parts, grids=grids, resolution=HOUR
+        np.zeros(1, dtype=np.int64), rows, parts=parts, grids=grids, resolution=HOUR
     )
     return rows, energy, missing
 

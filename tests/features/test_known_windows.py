@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from features.known_series import KnownSeries, SiteContributions, build_known_series
-from features.known_windows import compute_ewm_levels, compute_window_maxima, compute_window_means
+from features.known_windows import compute_cell_statistics
 from features.session_split import compute_contribution_arrays
 from features.time_grid import ONE_US, compute_epoch_us
 from tests.features.conftest import at, make_sessions
@@ -43,15 +43,14 @@ def _known() -> KnownSeries:
 def test_windows_see_only_the_sessions_known_at_issue_time(
     width: int, means: list[float], maxima: list[float]
 ) -> None:
-    known = _known()
-    cumulative = np.zeros((1, known.full.shape[1] + 1))
-    np.cumsum(known.full, axis=1, out=cumulative[:, 1:])
-    got_means = compute_window_means(known, cumulative=cumulative, width=width)
-    np.testing.assert_allclose(got_means, means, atol=TOLERANCE)
-    np.testing.assert_allclose(compute_window_maxima(known, width=width), maxima, atol=TOLERANCE)
+    statistics = compute_cell_statistics(
+        _known(), mean_widths=[width], max_widths=[width], half_life=1
+    )
+    np.testing.assert_allclose(statistics[0], means, atol=TOLERANCE)
+    np.testing.assert_allclose(statistics[1], maxima, atol=TOLERANCE)
 
 
 def test_ewm_level_halves_per_half_life_from_zero() -> None:
     # alpha = 0.5: 2, 2, 0, 0 -> 1, 1.5, 0.75, 0.375; 2, 2, 1, 2, 2, 0 -> ..., 0.90625
-    levels = compute_ewm_levels(_known(), half_life=1)
-    np.testing.assert_allclose(levels, [0.375, 0.90625], atol=TOLERANCE)
+    statistics = compute_cell_statistics(_known(), mean_widths=[1], max_widths=[1], half_life=1)
+    np.testing.assert_allclose(statistics[2], [0.375, 0.90625], atol=TOLERANCE)

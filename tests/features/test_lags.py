@@ -208,9 +208,9 @@ def test_many_sites_in_one_pass_equal_one_site_at_a_time(
     issues_us = np.unique(issued.dt.epoch("us").to_numpy())
     issue = np.searchsorted(issues_us, issued.dt.epoch("us").to_numpy())
     together = compute_site_lag_features(
-        np.repeat(np.arange(3), len(rows)),
-        np.tile(issue, 3),
-        np.tile(interval.dt.epoch("us").to_numpy(), 3),
+        np.arange(3),
+        issue,
+        interval.dt.epoch("us").to_numpy(),
         issues_us=issues_us,
         contributions=_site_contributions(sessions, resolution),
         sites=3,
