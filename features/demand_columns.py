@@ -255,10 +255,8 @@ def _targets_and_contributions(
         step_us=step_us,
         known_until=known_until,
     )
-    parts = split_at_intervals(
-        {k: v[keep] for k, v in times.items()}, step_us=step_us, occupancy=False
-    )
-    parts["site"] = times["site"][keep][parts["row"]]
+    parts = split_at_intervals(times, step_us=step_us, occupancy=False, keep=keep)
+    parts["site"] = times["site"][parts["row"]]
     energy, is_missing = compute_targets(
         site, interval, parts=parts, grids=grids, resolution=resolution
     )

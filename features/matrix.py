@@ -81,8 +81,8 @@ def _issue_series(issue_times: Sequence[datetime] | pl.Series) -> pl.Series:
             "pass UTC datetimes such as datetime(2018, 3, 25, tzinfo=UTC)"
         )
         raise SchemaError(msg)
-    utc = series.dt.convert_time_zone("UTC").cast(UTC_DATETIME)
-    return utc.unique().sort().alias("issued_at")
+    issued_us = np.unique(series.dt.epoch("us").to_numpy())  # sorted
+    return pl.Series("issued_at", issued_us).cast(UTC_DATETIME)
 
 
 def build_targets(
@@ -108,7 +108,7 @@ def build_targets(
         ``issued_at`` then ``interval_start``.
     """
     step = resolution // ONE_US
-    issued = issue_times.cast(UTC_DATETIME).dt.epoch("us").to_numpy()
+    issued = issue_times.dt.epoch("us").to_numpy()
     first = ((issued - 1) // step + 1) * step  # first interval starting at or after issued_at
     last = (issued + horizon // ONE_US - 1) // step * step
     counts = np.maximum((last - first) // step + 1, 0)
@@ -116,7 +116,7 @@ def build_targets(
     steps = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
     return pl.DataFrame(
         [
-            issue_times.gather(rows).alias("issued_at"),
+            pl.Series("issued_at", issued[rows]).cast(UTC_DATETIME),
             pl.Series("interval_start", first[rows] + steps * step).cast(UTC_DATETIME),
             pl.Series("step", steps, dtype=pl.Int32),
         ]

@@ -205,7 +205,11 @@ def compute_session_times(
 
 
 def split_at_intervals(
-    times: dict[str, np.ndarray], *, step_us: int, occupancy: bool = True
+    times: dict[str, np.ndarray],
+    *,
+    step_us: int,
+    occupancy: bool = True,
+    keep: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Split sessions given as time arrays at the interval boundaries of the grid.
 
@@ -218,6 +222,8 @@ def split_at_intervals(
         Interval length [us]; intervals are aligned to the epoch (so to UTC midnight).
     occupancy
         Whether to compute ``occupied`` (the lag features do not need it).
+    keep
+        Per session, whether to split it (bool; default all).
 
     Returns
     -------
@@ -232,8 +238,10 @@ def split_at_intervals(
     plug_in, plug_out, charge, energy = (
         times[key] for key in ("plug_in", "plug_out", "charge", "energy")
     )
+    if keep is None:
+        keep = np.ones(plug_in.size, dtype=bool)
     row, start, known_at, spread, arrival, occupied = _split(
-        plug_in, plug_out, charge, energy, step_us, occupancy
+        plug_in, plug_out, charge, energy, keep, step_us, occupancy
     )
     parts = {"row": row, "start": start, "energy": spread, "arrival": arrival}
     parts["known_at"] = known_at
@@ -248,6 +256,7 @@ def _split(  # noqa: PLR0917 - the session arrays, for numba
     plug_out: np.ndarray,
     charge: np.ndarray,
     energy: np.ndarray,
+    keep: np.ndarray,
     step_us: int,
     occupancy: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -257,7 +266,7 @@ def _split(  # noqa: PLR0917 - the session arrays, for numba
     [us], energy [kWh], arrival flag and (if ``occupancy``, else empty) plugged-in share [-].
     """
     first = plug_in // step_us
-    counts = np.maximum(plug_out - 1, plug_in) // step_us - first + 1
+    counts = (np.maximum(plug_out - 1, plug_in) // step_us - first + 1) * keep
     size = counts.sum()
     row = np.empty(size, dtype=np.int64)
     start = np.empty(size, dtype=np.int64)
@@ -267,6 +276,8 @@ def _split(  # noqa: PLR0917 - the session arrays, for numba
     occupied = np.empty(size if occupancy else 0)
     k = 0
     for q in range(plug_in.size):
+        if not keep[q]:
+            continue
         window_us = float(charge[q] - plug_in[q])  # allocation window
         arrival[k] = True
         for m in range(counts[q]):

@@ -2,10 +2,18 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
-from features.calendar import CALENDAR_FEATURE_COLUMNS, add_calendar_features, holiday_dates
+from features.calendar import (
+    CALENDAR_FEATURE_COLUMNS,
+    add_calendar_features,
+    compute_wall_clock_us,
+    holiday_dates,
+)
 from forecasting.config import SiteConfig
 from forecasting.errors import ConfigError, SchemaError
 
@@ -105,3 +113,40 @@ def test_null_timestamp_names_its_row(site: SiteConfig) -> None:
     )
     with pytest.raises(SchemaError, match="interval_start is null in row 1 of 2"):
         add_calendar_features(frame, site=site)
+
+
+def _polars_wall_clock(interval_us: np.ndarray, timezone: str) -> np.ndarray:
+    """The wall clock by polars' own time-zone conversion (the reference)."""
+    return (
+        pl.Series(interval_us, dtype=pl.Int64)
+        .cast(pl.Datetime("us", "UTC"))
+        .dt.convert_time_zone(timezone)
+        .dt.replace_time_zone(None)
+        .dt.epoch("us")
+        .to_numpy()
+    )
+
+
+@pytest.mark.parametrize(
+    "timezone", ["Europe/London", "America/Los_Angeles", "Australia/Lord_Howe", "Asia/Kathmandu"]
+)
+def test_wall_clock_equals_polars_conversion_across_transitions(timezone: str) -> None:
+    # every quarter hour of 2017-2019 plus odd instants: all DST transitions of three years
+    start = int(datetime(2017, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
+    quarters = start + np.arange(3 * 366 * 96, dtype=np.int64) * 900_000_000
+    odd = start + np.random.default_rng(3).integers(0, 3 * 366 * 86_400_000_000, 2_000)
+    instants = np.concatenate((quarters, odd))
+    expected = _polars_wall_clock(instants, timezone)
+    np.testing.assert_array_equal(compute_wall_clock_us(instants, timezone=timezone), expected)
+
+
+def test_wall_clock_falls_back_to_polars_without_arrow_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_zone(*_args: object) -> None:
+        raise pa.ArrowInvalid("Cannot locate or parse timezone 'Europe/London'")
+
+    monkeypatch.setattr(pc, "local_timestamp", no_zone)
+    instants = np.array([1521939600000000, 1540688400000000], dtype=np.int64)  # DST changes
+    got = compute_wall_clock_us(instants, timezone="Europe/London")
+    np.testing.assert_array_equal(got, _polars_wall_clock(instants, "Europe/London"))
