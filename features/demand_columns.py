@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from features.arrays import empty
 from features.known_series import NO_HISTORY, EarlierSessions, SiteContributions
 from features.lags import LAG_FEATURE_COLUMNS, LOOKBACK, compute_site_lag_features
 from features.session_split import (
@@ -115,8 +116,10 @@ def compute_needed_sessions(
         left out for being early tell (None, with every session kept, without issue times).
     """
     site = times["site"]
-    first = times["plug_in"] // step_us
-    last = np.maximum(times["plug_out"] - 1, times["plug_in"]) // step_us
+    first = np.floor_divide(times["plug_in"], step_us, out=empty(site.size, np.int64))
+    last = np.subtract(times["plug_out"], 1, out=empty(site.size, np.int64))
+    np.maximum(last, times["plug_in"], out=last)
+    last //= step_us
     until_us = None if known_until is None else compute_epoch_us(known_until)
     grids = compute_target_grids(
         site,

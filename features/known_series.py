@@ -23,6 +23,8 @@ from typing import Final
 import numpy as np
 from numba import njit
 
+from features.arrays import empty
+
 NO_HISTORY: Final = np.iinfo(np.int64).max
 """History start of a (site, issue) cell that knows no session yet."""
 
@@ -87,14 +89,13 @@ _FIELDS: Final = ("site", "start_us", "known_us", "energy", "arrival")
 
 @njit(cache=True, nogil=True)
 def _full_series(
-    site: np.ndarray, interval: np.ndarray, energy: np.ndarray, sites: int, n: int
-) -> np.ndarray:
-    """Energy [kWh] per site and grid interval ``0..n-1``, summed in contribution order."""
-    full = np.zeros((sites, n))
+    site: np.ndarray, interval: np.ndarray, energy: np.ndarray, full: np.ndarray
+) -> None:
+    """Add up energy [kWh] into the zeroed ``full`` per site and grid interval, in order."""
+    n = full.shape[1]
     for k in range(site.size):
         if interval[k] < n:
             full[site[k], interval[k]] += energy[k]
-    return full
 
 
 @njit(cache=True, nogil=True)
@@ -228,8 +229,11 @@ def build_known_series(
     origin = _grid_origin(parts, issues_us, step_us, earlier)
     ended = np.clip((issues_us - origin) // step_us, 0, None)
     n = int(ended.max()) if ended.size else 0
-    interval = (parts.start_us - origin) // step_us
-    full = _full_series(parts.site, interval, parts.energy, sites, n)
+    interval = np.subtract(parts.start_us, origin, out=empty(parts.start_us.size, np.int64))
+    interval //= step_us
+    full = empty((sites, n))
+    full.fill(0.0)
+    _full_series(parts.site, interval, parts.energy, full)
     first = np.flatnonzero(parts.arrival)  # each session's first contribution
     site, known_us, first_interval = parts.site[first], parts.known_us[first], interval[first]
     known_count = _count_at_or_before(issues_us, known_us, origin, step_us, n)

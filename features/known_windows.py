@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from features.arrays import empty
 from features.known_series import NO_HISTORY, KnownSeries
 
 _Flight = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -258,7 +259,7 @@ def compute_row_features(
         Shape ``(lags.size + columns, site.size * issue.size)`` (one allocation: fresh memory
         pages cost more than the work here).
     """
-    out = np.empty((lags.size + per_cell.shape[0], site.size * issue.size))
+    out = empty((lags.size + per_cell.shape[0], site.size * issue.size))
     flight = _flight(known)
     _row_features(
         known.full, known.ended, known.history, flight, site, issue, target, lags, per_cell, out

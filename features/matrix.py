@@ -33,6 +33,7 @@ from typing import Final
 import numpy as np
 import polars as pl
 
+from features.arrays import empty
 from features.calendar import CALENDAR_FEATURE_COLUMNS, compute_calendar_arrays
 from features.demand_columns import compute_demand_columns
 from features.lags import LAG_FEATURE_COLUMNS
@@ -205,10 +206,12 @@ def _calendar_columns(base: pl.DataFrame, sites: Sequence[SiteConfig]) -> list[p
                 for name, values in arrays.items()
             }
     keys = [(s.timezone, s.country, s.subdivision) for s in sites]
-    return [
-        pl.Series(name, np.concatenate([calendars[key][name] for key in keys]))
-        for name in CALENDAR_FEATURE_COLUMNS
-    ]
+    columns = []
+    for name in CALENDAR_FEATURE_COLUMNS:
+        parts = [calendars[key][name] for key in keys]
+        out = empty(sum(part.size for part in parts), parts[0].dtype)
+        columns.append(pl.Series(name, np.concatenate(parts, out=out)))
+    return columns
 
 
 def _site_columns(sites: Sequence[SiteConfig], rows: int) -> dict[str, pl.Series]:

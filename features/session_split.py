@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from features.arrays import empty
 from features.time_grid import ONE_US, US_PER_HOUR, check_resolution
 from forecasting.errors import ConfigError, SchemaError
 
@@ -238,52 +239,60 @@ def split_at_intervals(
     plug_in, plug_out, charge, energy = (
         times[key] for key in ("plug_in", "plug_out", "charge", "energy")
     )
-    if keep is None:
-        keep = np.ones(plug_in.size, dtype=bool)
-    row, start, known_at, spread, arrival, occupied = _split(
-        plug_in, plug_out, charge, energy, keep, step_us, occupancy
-    )
-    parts = {"row": row, "start": start, "energy": spread, "arrival": arrival}
-    parts["known_at"] = known_at
-    if occupancy:
-        parts["occupied"] = occupied
+    first = plug_in // step_us
+    counts = np.maximum(plug_out - 1, plug_in) // step_us - first + 1
+    if keep is not None:
+        counts *= keep
+    size = int(counts.sum())
+    parts = {
+        "row": empty(size, np.int64),
+        "start": empty(size, np.int64),
+        "energy": empty(size),
+        "arrival": empty(size, np.bool_),
+        "known_at": empty(size, np.int64),
+        "occupied": empty(size if occupancy else 0),
+    }
+    _split(
+        plug_in, plug_out, charge, energy, first, counts, step_us,
+        parts["row"], parts["start"], parts["known_at"], parts["energy"], parts["arrival"],
+        parts["occupied"],
+    )  # fmt: skip
+    if not occupancy:
+        del parts["occupied"]
     return parts
 
 
 @njit(cache=True, nogil=True)
-def _split(  # noqa: PLR0917 - the session arrays, for numba
+def _split(  # noqa: PLR0917 - the session arrays and the outputs, for numba
     plug_in: np.ndarray,
     plug_out: np.ndarray,
     charge: np.ndarray,
     energy: np.ndarray,
-    keep: np.ndarray,
+    first: np.ndarray,
+    counts: np.ndarray,
     step_us: int,
-    occupancy: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Split the sessions: the loop of :func:`split_at_intervals`.
+    row: np.ndarray,
+    start: np.ndarray,
+    known_at: np.ndarray,
+    spread: np.ndarray,
+    arrival: np.ndarray,
+    occupied: np.ndarray,
+) -> None:
+    """Split the sessions into the outputs: the loop of :func:`split_at_intervals`.
 
-    Returns per contribution its session row, interval start [us], the session's plug-out
-    [us], energy [kWh], arrival flag and (if ``occupancy``, else empty) plugged-in share [-].
+    Session ``q`` has ``counts[q]`` contributions (0: left out) from interval ``first[q]``;
+    per contribution its session row, interval start [us], the session's plug-out [us],
+    energy [kWh], arrival flag and (if ``occupied`` is not empty) plugged-in share [-].
     """
-    first = plug_in // step_us
-    counts = (np.maximum(plug_out - 1, plug_in) // step_us - first + 1) * keep
-    size = counts.sum()
-    row = np.empty(size, dtype=np.int64)
-    start = np.empty(size, dtype=np.int64)
-    known_at = np.empty(size, dtype=np.int64)
-    spread = np.empty(size)
-    arrival = np.zeros(size, dtype=np.bool_)
-    occupied = np.empty(size if occupancy else 0)
+    occupancy = occupied.size > 0
     k = 0
     for q in range(plug_in.size):
-        if not keep[q]:
-            continue
         window_us = float(charge[q] - plug_in[q])  # allocation window
-        arrival[k] = True
         for m in range(counts[q]):
             row[k] = q
             start[k] = (first[q] + m) * step_us
             known_at[k] = plug_out[q]
+            arrival[k] = m == 0
             begin = max(plug_in[q], start[k])
             end = start[k] + step_us
             if occupancy:
@@ -293,4 +302,3 @@ def _split(  # noqa: PLR0917 - the session arrays, for numba
             else:
                 spread[k] = energy[q] * float(max(min(charge[q], end) - begin, 0)) / window_us
             k += 1
-    return row, start, known_at, spread, arrival, occupied

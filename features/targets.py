@@ -18,6 +18,7 @@ from typing import Final
 import numpy as np
 from numba import njit
 
+from features.arrays import empty
 from features.outages import OUTAGE_REFERENCE, compute_outage_masks
 from features.time_grid import ONE_US
 
@@ -133,16 +134,15 @@ def _stretch_sums(  # noqa: PLR0917 - contribution arrays and the stretches, for
     length: np.ndarray,
     offset: np.ndarray,
     step_us: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Energy [kWh], arrivals and contributions per interval of the sites' stretches.
+    total: np.ndarray,
+    arrivals: np.ndarray,
+    counts: np.ndarray,
+) -> None:
+    """Sum energy [kWh], arrivals and contributions per interval of the sites' stretches.
 
-    The stretches are laid end to end (site ``s`` from ``offset[s]``); energy is summed in
-    contribution order.
+    The stretches are laid end to end (site ``s`` from ``offset[s]``) in the zeroed outputs;
+    energy is summed in contribution order.
     """
-    size = offset[-1] + length[-1]
-    total = np.zeros(size)
-    arrivals = np.zeros(size, dtype=np.int64)
-    counts = np.zeros(size, dtype=np.int64)
     for k in range(site.size):
         s = site[k]
         at = start_us[k] // step_us - first[s]
@@ -150,7 +150,6 @@ def _stretch_sums(  # noqa: PLR0917 - contribution arrays and the stretches, for
             total[offset[s] + at] += energy[k]
             counts[offset[s] + at] += 1
             arrivals[offset[s] + at] += arrival[k]
-    return total, arrivals, counts
 
 
 @njit(cache=True, nogil=True)
@@ -223,15 +222,18 @@ def compute_targets(
     step_us = resolution // ONE_US
     length = grids.stop - grids.first
     offset = np.cumsum(length) - length
-    energy, arrivals, plugged = _stretch_sums(
+    sums = empty((3, int(length.sum())))  # energy [kWh], arrivals, contributions (exact)
+    sums.fill(0.0)
+    energy, arrivals, plugged = sums
+    _stretch_sums(
         parts["site"], parts["start"], parts["energy"], parts["arrival"],
-        grids.first, length, offset, step_us,
+        grids.first, length, offset, step_us, energy, arrivals, plugged,
     )  # fmt: skip
     # every contribution has a car plugged in for part of its interval or is an arrival, so
     # an interval is idle exactly when it has none: their count stands in for occupancy
     missing = compute_outage_masks(arrivals, plugged, lengths=length, resolution=resolution)
-    value = np.empty(site.size * interval.size)
-    is_missing = np.empty(value.size, dtype=bool)
+    value = empty(site.size * interval.size)
+    is_missing = empty(value.size, np.bool_)
     _gather_rows(
         site, interval, grids.first, length, offset, grids.has, grids.until_us,
         step_us, energy, missing, value, is_missing,

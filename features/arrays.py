@@ -1,0 +1,22 @@
+"""Uninitialised arrays in Arrow's memory pool, for the large per-call arrays of :mod:`features`.
+
+numpy takes large arrays from the C allocator, which hands freed memory back to the kernel, so
+each call pays again to map fresh pages (several microseconds per 4 KiB page on small VMs,
+more than the arithmetic on them here). Arrow's default pool (mimalloc) mostly keeps freed
+pages for the next call. The arrays are ordinary writable numpy arrays; polars takes them
+without a copy, and the pool gets the memory back when the last reference goes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+
+def empty(shape: int | tuple[int, ...], dtype: type | np.dtype = np.float64) -> np.ndarray:
+    """Return an uninitialised C-ordered array of ``shape`` and ``dtype`` from Arrow's pool."""
+    dims = (shape,) if isinstance(shape, int) else shape
+    kind = np.dtype(dtype)
+    count = int(np.prod(dims, dtype=np.int64))
+    buffer = pa.allocate_buffer(max(1, count * kind.itemsize))
+    return np.frombuffer(buffer, dtype=kind, count=count).reshape(dims)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import polars as pl
+import pytest
+
+from features.arrays import empty
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((3, 5), np.float64), (7, np.int64), (4, np.bool_), ((0, 9), np.float64), (0, np.int64)],
+)
+def test_arrays_have_the_shape_and_type_asked_and_can_be_written(
+    shape: int | tuple[int, ...], dtype: type
+) -> None:
+    array = empty(shape, dtype)
+    assert array.shape == ((shape,) if isinstance(shape, int) else shape)
+    assert array.dtype == np.dtype(dtype)
+    assert array.flags.c_contiguous
+    assert array.flags.writeable
+    array[...] = 1
+    assert (array == 1).all()
+
+
+def test_memory_lives_as_long_as_the_array_or_a_series_made_from_it() -> None:
+    array = empty(100_000)
+    array[:] = np.arange(100_000)
+    series = pl.Series("x", array)
+    del array
+    gc.collect()
+    for _ in range(20):  # would overwrite memory freed by mistake
+        empty(100_000).fill(-1.0)
+    assert series.sum() == sum(range(100_000))
