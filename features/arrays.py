@@ -14,7 +14,20 @@ import pyarrow as pa
 
 
 def empty(shape: int | tuple[int, ...], dtype: type | np.dtype = np.float64) -> np.ndarray:
-    """Return an uninitialised C-ordered array of ``shape`` and ``dtype`` from Arrow's pool."""
+    """Return an uninitialised array from Arrow's memory pool.
+
+    Parameters
+    ----------
+    shape
+        Length, or shape of a C-ordered array.
+    dtype
+        numpy dtype of the values.
+
+    Returns
+    -------
+    numpy.ndarray
+        Writable, contents undefined; it keeps its Arrow buffer alive.
+    """
     dims = (shape,) if isinstance(shape, int) else shape
     kind = np.dtype(dtype)
     count = int(np.prod(dims, dtype=np.int64))

@@ -16,8 +16,6 @@ from typing import Final
 import holidays
 import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from features.time_grid import US_PER_DAY
 from forecasting.config import SiteConfig
@@ -152,22 +150,18 @@ def compute_wall_clock_us(interval_us: np.ndarray, *, timezone: str) -> np.ndarr
     -------
     numpy.ndarray
         The local date and time of each instant as [us since epoch] (int64), so calendar
-        fields are plain integer arithmetic. Arrow's ``local_timestamp`` (several times faster
-        than polars here); polars' conversion where Arrow does not find the zone (no system
-        time-zone database). Both read the IANA rules: the results are the same.
+        fields are plain integer arithmetic. By polars, whose bundled time-zone rules hold
+        for any year (Arrow's ``local_timestamp``, 4x faster, reads the system's zone files,
+        which list changes only to 2037 here: it drops daylight-saving time after that).
     """
-    try:
-        instants = pa.array(interval_us, type=pa.timestamp("us", tz=timezone))
-        return pc.local_timestamp(instants).cast(pa.int64()).to_numpy()
-    except pa.ArrowInvalid:
-        return (
-            pl.Series(interval_us, dtype=pl.Int64)
-            .cast(pl.Datetime("us", "UTC"))
-            .dt.convert_time_zone(timezone)
-            .dt.replace_time_zone(None)
-            .dt.epoch("us")
-            .to_numpy()
-        )
+    return (
+        pl.Series(interval_us, dtype=pl.Int64)
+        .cast(pl.Datetime("us", "UTC"))
+        .dt.convert_time_zone(timezone)
+        .dt.replace_time_zone(None)
+        .dt.epoch("us")
+        .to_numpy()
+    )
 
 
 def compute_calendar_arrays(interval_us: np.ndarray, *, site: SiteConfig) -> dict[str, np.ndarray]:

@@ -26,7 +26,10 @@ from numba import njit
 from features.arrays import empty
 
 NO_HISTORY: Final = np.iinfo(np.int64).max
-"""History start of a (site, issue) cell that knows no session yet."""
+"""History start of a (site, issue) cell that knows no session yet.
+
+Compiled into the numba kernels of other modules too (known_windows, demand_columns), whose
+caches do not see a change here: after changing it, delete ``features/__pycache__``."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,9 @@ def build_known_series(
         The full series on a grid of intervals that ended by the last issue time, labelled
         by their start, and per (site, issue) cell what was known at its issue time.
     """
+    if parts.site.size and not 0 <= int(parts.site.min()) <= int(parts.site.max()) < sites:
+        msg = f"site numbers must lie in [0, {sites}); got {parts.site.min()}..{parts.site.max()}"
+        raise ValueError(msg)
     if issues_us.size == 0:
         keep = np.zeros(parts.site.size, dtype=bool)
         parts = SiteContributions(*(getattr(parts, f)[keep] for f in _FIELDS))

@@ -55,17 +55,18 @@ def _cell_statistics(  # noqa: PLR0917 - the arrays of KnownSeries and the windo
     mean_widths: np.ndarray,
     max_widths: np.ndarray,
     alpha: float,
+    window: np.ndarray,
 ) -> np.ndarray:
     """Per cell: the window means, then the window maxima, then the EWM level [kWh].
 
-    Returns an array of shape ``(mean_widths.size + max_widths.size + 1, cells)``.
+    Returns an array of shape ``(mean_widths.size + max_widths.size + 1, cells)``;
+    ``window`` is scratch space of at least the longest of ``max_widths``.
     """
     sites, n = full.shape
     issues = ended.size
     result = np.empty((mean_widths.size + max_widths.size + 1, history.size))
     cumulative = np.zeros(n + 1)  # of one site, with a leading zero [kWh]
     levels = np.zeros(n + 1)  # of one site: EWM level after k intervals, from zero
-    window = np.empty(max(max_widths.max(), 1))
     for site in range(sites):
         for k in range(n):
             cumulative[k + 1] = cumulative[k] + full[site, k]
@@ -187,6 +188,7 @@ def compute_cell_statistics(
         np.asarray(mean_widths, dtype=np.int64),
         np.asarray(max_widths, dtype=np.int64),
         alpha,
+        np.empty(max(max_widths, default=1)),
     )
 
 
@@ -203,6 +205,7 @@ def _row_features(  # noqa: PLR0917 - the rows and the arrays of KnownSeries, fo
     per_cell: np.ndarray,
     out: np.ndarray,
 ) -> None:
+    """Write each row's lags, then its cell's ``per_cell`` values, into ``out``."""
     issues = ended.size
     row = 0
     for s in site:

@@ -243,6 +243,12 @@ def compute_site_lag_features(
         "no value". The columns are rows of one 2-D array (one allocation: fresh memory pages
         cost more than the work here).
     """
+    if issue.size != interval_us.size or (site.size and not 0 <= site.min() <= site.max() < sites):
+        msg = (
+            f"issue and interval_us must have one value per row ({issue.size} != "
+            f"{interval_us.size}?) and site the site number of each copy in [0, {sites})"
+        )
+        raise ValueError(msg)
     step_us = resolution // ONE_US
     known = build_known_series(
         contributions, sites=sites, issues_us=issues_us, step_us=step_us, earlier=earlier

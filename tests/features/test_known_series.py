@@ -87,3 +87,9 @@ def test_counts_by_the_grid_table_equal_a_binary_search(values: np.ndarray) -> N
     expected = np.searchsorted(values, times, side="right")
     got = _count_at_or_before(values, times, 2 * STEP, STEP, 390)
     np.testing.assert_array_equal(got, expected)
+
+
+def test_site_numbers_outside_the_sites_are_refused() -> None:
+    contributions, _times = _contributions(5, sites=3, sessions=10)
+    with pytest.raises(ValueError, match=r"site numbers must lie in \[0, 2\)"):
+        build_known_series(contributions, sites=2, issues_us=np.array([50 * STEP]), step_us=STEP)

@@ -54,3 +54,8 @@ def test_ewm_level_halves_per_half_life_from_zero() -> None:
     # alpha = 0.5: 2, 2, 0, 0 -> 1, 1.5, 0.75, 0.375; 2, 2, 1, 2, 2, 0 -> ..., 0.90625
     statistics = compute_cell_statistics(_known(), mean_widths=[1], max_widths=[1], half_life=1)
     np.testing.assert_allclose(statistics[2], [0.375, 0.90625], atol=TOLERANCE)
+
+
+def test_statistics_without_maxima_still_give_means_and_level() -> None:
+    statistics = compute_cell_statistics(_known(), mean_widths=[2], max_widths=[], half_life=1)
+    np.testing.assert_allclose(statistics, [[0.0, 1.0], [0.375, 0.90625]], atol=TOLERANCE)

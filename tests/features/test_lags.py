@@ -225,3 +225,18 @@ def test_many_sites_in_one_pass_equal_one_site_at_a_time(
         for name in LAG_FEATURE_COLUMNS:
             # the same sums in the same order: equal to the last bit, NaN where no value
             np.testing.assert_array_equal(together[name][part], alone[name], err_msg=name)
+
+
+def test_rows_of_unequal_lengths_are_refused() -> None:
+    sessions = make_sessions([(at(1), at(3), 5.0)])
+    issues_us = np.array([int(at(24).timestamp()) * 1_000_000])
+    with pytest.raises(ValueError, match="one value per row"):
+        compute_site_lag_features(
+            np.zeros(1, dtype=np.int64),
+            np.zeros(3, dtype=np.int64),  # three rows' issues but two rows' intervals
+            issues_us[[0, 0]],
+            issues_us=issues_us,
+            contributions=_site_contributions([sessions], HOUR),
+            sites=1,
+            resolution=HOUR,
+        )
