@@ -9,6 +9,8 @@ without a copy, and the pool gets the memory back when the last reference goes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 
@@ -30,6 +32,6 @@ def empty(shape: int | tuple[int, ...], dtype: type | np.dtype = np.float64) -> 
     """
     dims = (shape,) if isinstance(shape, int) else shape
     kind = np.dtype(dtype)
-    count = int(np.prod(dims, dtype=np.int64))
+    count = math.prod(dims)
     buffer = pa.allocate_buffer(max(1, count * kind.itemsize))
     return np.frombuffer(buffer, dtype=kind, count=count).reshape(dims)

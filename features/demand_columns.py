@@ -24,6 +24,7 @@ from features.session_split import (
     session_time_columns,
     split_at_intervals,
 )
+from features.site_numbers import compute_site_numbers
 from features.targets import TargetGrids, compute_target_grids, compute_targets
 from features.time_grid import ONE_US, compute_epoch_us
 from forecasting.config import SiteConfig
@@ -61,10 +62,9 @@ def _session_times(
             ids, rated_kw, default=None, return_dtype=pl.Float64
         )
     columns = session_time_columns(schema, allocation=allocation, rated_kw=rated)
-    # the site number in one pass over the site names; other sites get len(ids)
-    site = pl.col("site_id").cast(pl.Enum(ids), strict=False).to_physical().fill_null(len(ids))
-    frame = sessions.lazy().select(site.cast(pl.Int64).alias("site"), *columns).collect()
-    times = {name: frame[name].to_numpy() for name in frame.columns}
+    frame = sessions.lazy().select("site_id", *columns).collect()
+    times = {name: frame[name].to_numpy() for name in frame.columns[1:]}
+    times["site"] = compute_site_numbers(frame["site_id"], ids)  # other sites: len(ids)
     ours = times["site"] < len(ids)
     check_session_times(sessions, times["plug_in"], times["plug_out"], rows=ours)
     if not ours.all():
@@ -270,13 +270,11 @@ def _targets_and_contributions(
 
 
 def _to_series(
-    energy: np.ndarray, is_missing: np.ndarray, lags: dict[str, np.ndarray]
+    energy: np.ndarray, is_missing: np.ndarray, lags: dict[str, pl.Series]
 ) -> dict[str, pl.Series]:
-    """Return the columns as polars Series, NaN as null."""
-    columns = {
+    """Return the columns as polars Series, NaN energy as null."""
+    return {
         "energy_kwh": pl.Series("energy_kwh", energy, nan_to_null=True),
         "is_missing": pl.Series("is_missing", is_missing, dtype=pl.Boolean),
+        **lags,
     }
-    for name in LAG_FEATURE_COLUMNS:
-        columns[name] = pl.Series(name, lags[name], nan_to_null=True)
-    return columns

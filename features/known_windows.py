@@ -204,8 +204,12 @@ def _row_features(  # noqa: PLR0917 - the rows and the arrays of KnownSeries, fo
     lags: np.ndarray,
     per_cell: np.ndarray,
     out: np.ndarray,
+    has_nan: np.ndarray,
 ) -> None:
-    """Write each row's lags, then its cell's ``per_cell`` values, into ``out``."""
+    """Write each row's lags, then its cell's ``per_cell`` values, into ``out``.
+
+    ``has_nan`` (zeroed, one per column) is set for the columns that get a NaN.
+    """
     issues = ended.size
     row = 0
     for s in site:
@@ -218,12 +222,16 @@ def _row_features(  # noqa: PLR0917 - the rows and the arrays of KnownSeries, fo
                 j = target[r] - lags[m]
                 if j < lo or j >= hi:
                     out[m, row] = np.nan
+                    has_nan[m] = True
                 elif corrected:
                     out[m, row] = full[s, j] - _unknown_energy(flight, cell, j, j + 1)
                 else:
                     out[m, row] = full[s, j]
             for m in range(per_cell.shape[0]):
-                out[lags.size + m, row] = per_cell[m, cell]
+                value = per_cell[m, cell]
+                out[lags.size + m, row] = value
+                if np.isnan(value):
+                    has_nan[lags.size + m] = True
             row += 1
 
 
@@ -235,7 +243,7 @@ def compute_row_features(
     target: np.ndarray,
     lags: np.ndarray,
     per_cell: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Return each row's lags as known at its issue time, then its cell's ``per_cell`` values.
 
     Parameters
@@ -258,13 +266,16 @@ def compute_row_features(
 
     Returns
     -------
-    numpy.ndarray
-        Shape ``(lags.size + columns, site.size * issue.size)`` (one allocation: fresh memory
-        pages cost more than the work here).
+    tuple of numpy.ndarray
+        The values, shape ``(lags.size + columns, site.size * issue.size)`` (one allocation:
+        fresh memory pages cost more than the work here), and per column whether it has a
+        NaN (bool).
     """
-    out = empty((lags.size + per_cell.shape[0], site.size * issue.size))
-    flight = _flight(known)
+    columns = lags.size + per_cell.shape[0]
+    out = empty((columns, site.size * issue.size))
+    has_nan = np.zeros(columns, dtype=np.bool_)
     _row_features(
-        known.full, known.ended, known.history, flight, site, issue, target, lags, per_cell, out
-    )
-    return out
+        known.full, known.ended, known.history, _flight(known), site, issue, target, lags,
+        per_cell, out, has_nan,
+    )  # fmt: skip
+    return out, has_nan

@@ -137,10 +137,7 @@ def add_lag_features(
         contributions=contributions,
         resolution=resolution,
     )
-    return frame.with_columns(
-        pl.Series(name, columns[name], dtype=pl.Float64, nan_to_null=True)
-        for name in LAG_FEATURE_COLUMNS
-    )
+    return frame.with_columns(columns.values())
 
 
 def _in_session_order(contributions: pl.DataFrame) -> pl.DataFrame:
@@ -174,10 +171,10 @@ def compute_lag_features(
     *,
     contributions: pl.DataFrame,
     resolution: timedelta,
-) -> dict[str, np.ndarray]:
+) -> dict[str, pl.Series]:
     """Compute :data:`LAG_FEATURE_COLUMNS` of one site for target rows given as two columns.
 
-    The array form of :func:`add_lag_features` (same rules and units); NaN marks "no value".
+    The columns :func:`add_lag_features` adds (same rules and units), in order.
     """
     contributions = _in_session_order(contributions)
     parts = SiteContributions(
@@ -210,7 +207,7 @@ def compute_site_lag_features(
     sites: int,
     resolution: timedelta,
     earlier: EarlierSessions | None = None,
-) -> dict[str, np.ndarray]:
+) -> dict[str, pl.Series]:
     """Compute :data:`LAG_FEATURE_COLUMNS` of several sites' target rows.
 
     Parameters
@@ -238,10 +235,8 @@ def compute_site_lag_features(
     Returns
     -------
     dict
-        Per column, one value per row (``site.size * issue.size`` rows) [kWh]
-        (``hours_since_last_session`` [h]); NaN marks
-        "no value". The columns are rows of one 2-D array (one allocation: fresh memory pages
-        cost more than the work here).
+        Per column, a Float64 Series with one value per row (``site.size * issue.size``
+        rows) [kWh] (``hours_since_last_session`` [h]), null for "no value".
     """
     if issue.size != interval_us.size or (site.size and not 0 <= site.min() <= site.max() < sites):
         msg = (
@@ -256,8 +251,12 @@ def compute_site_lag_features(
     target = (interval_us - known.origin_us) // step_us
     lags = np.array([lag // resolution for lag in LAGS.values()], dtype=np.int64)
     per_cell = _issue_level_features(known, resolution)
-    block = compute_row_features(
+    values, has_nan = compute_row_features(
         known, site=site, issue=issue, target=target, lags=lags,
         per_cell=np.stack([per_cell[name] for name in LAG_FEATURE_COLUMNS[len(LAGS):]]),
     )  # fmt: skip
-    return dict(zip(LAG_FEATURE_COLUMNS, block, strict=True))
+    # a column without NaN is taken as it is (no copy)
+    return {
+        name: pl.Series(name, values[m], nan_to_null=bool(has_nan[m]))
+        for m, name in enumerate(LAG_FEATURE_COLUMNS)
+    }

@@ -33,7 +33,6 @@ from typing import Final
 import numpy as np
 import polars as pl
 
-from features.arrays import empty
 from features.calendar import CALENDAR_FEATURE_COLUMNS, compute_calendar_arrays
 from features.demand_columns import compute_demand_columns
 from features.lags import LAG_FEATURE_COLUMNS
@@ -196,27 +195,29 @@ def _calendar_columns(base: pl.DataFrame, sites: Sequence[SiteConfig]) -> list[p
         unique, inverse = times, None  # sorted and unique already (issues a horizon apart)
     else:
         unique, inverse = np.unique(times, return_inverse=True)
-    calendars: dict[tuple[str, str | None, str | None], dict[str, np.ndarray]] = {}
+    calendars: dict[tuple[str, str | None, str | None], dict[str, pl.Series]] = {}
     for site in sites:
         key = (site.timezone, site.country, site.subdivision)
         if key not in calendars:
             arrays = compute_calendar_arrays(unique, site=site)
             calendars[key] = {
-                name: values if inverse is None else values[inverse]
+                name: pl.Series(name, values if inverse is None else values[inverse])
                 for name, values in arrays.items()
             }
     keys = [(s.timezone, s.country, s.subdivision) for s in sites]
-    columns = []
-    for name in CALENDAR_FEATURE_COLUMNS:
-        parts = [calendars[key][name] for key in keys]
-        out = empty(sum(part.size for part in parts), parts[0].dtype)
-        columns.append(pl.Series(name, np.concatenate(parts, out=out)))
-    return columns
+    return [
+        pl.concat([calendars[key][name] for key in keys], rechunk=True)
+        for name in CALENDAR_FEATURE_COLUMNS
+    ]
 
 
 def _site_columns(sites: Sequence[SiteConfig], rows: int) -> dict[str, pl.Series]:
     """``site_id`` and the site features, each site's values on ``rows`` rows, site after site."""
-    return build_site_feature_frame(sites)[np.repeat(np.arange(len(sites)), rows)].to_dict()
+    frame = build_site_feature_frame(sites)
+    return {
+        name: pl.concat([values.new_from_index(i, rows) for i in range(len(sites))], rechunk=True)
+        for name, values in frame.to_dict().items()
+    }
 
 
 def build_feature_matrices(

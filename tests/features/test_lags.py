@@ -224,7 +224,9 @@ def test_many_sites_in_one_pass_equal_one_site_at_a_time(
         part = slice(index * len(rows), (index + 1) * len(rows))
         for name in LAG_FEATURE_COLUMNS:
             # the same sums in the same order: equal to the last bit, NaN where no value
-            np.testing.assert_array_equal(together[name][part], alone[name], err_msg=name)
+            np.testing.assert_array_equal(
+                together[name][part].to_numpy(), alone[name].to_numpy(), err_msg=name
+            )
 
 
 def test_rows_of_unequal_lengths_are_refused() -> None:
