@@ -31,7 +31,7 @@ def _flight(known: KnownSeries) -> _Flight:
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _unknown_energy(flight: _Flight, cell: int, lo: int, hi: int) -> float:
     """Energy [kWh] of the sessions in flight at ``cell`` in intervals ``[lo, hi)``."""
     flight_start, flight_sessions, session_first, interval, energy = flight
@@ -67,10 +67,13 @@ def _cell_statistics(  # noqa: PLR0917 - the arrays of KnownSeries and the windo
     result = np.empty((mean_widths.size + max_widths.size + 1, history.size))
     cumulative = np.zeros(n + 1)  # of one site, with a leading zero [kWh]
     levels = np.zeros(n + 1)  # of one site: EWM level after k intervals, from zero
+    between = np.empty(issues)  # of one site: maxima between consecutive issues [kWh]
     for site in range(sites):
         for k in range(n):
             cumulative[k + 1] = cumulative[k] + full[site, k]
             levels[k + 1] = levels[k] + alpha * (full[site, k] - levels[k])
+        series = full[site]
+        _maxima_between(series, ended, between)
         for i in range(issues):
             cell, e = site * issues + i, ended[i]
             row = 0
@@ -81,14 +84,14 @@ def _cell_statistics(  # noqa: PLR0917 - the arrays of KnownSeries and the windo
                 row += 1
             for width in max_widths:
                 result[row, cell] = _window_maximum(
-                    full[site], e, history[cell], flight, cell, width, window
+                    series, i, ended, between, history[cell], flight, cell, width, window
                 )
                 row += 1
             result[row, cell] = _ewm_level(levels[e], e, history[cell], flight, cell, alpha)
     return result
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _maximum(values: np.ndarray, lo: int, hi: int) -> float:
     """Largest of ``values[lo:hi]`` (not empty, no NaN): a plain loop, faster than ``max()``."""
     largest = values[lo]
@@ -99,9 +102,41 @@ def _maximum(values: np.ndarray, lo: int, hi: int) -> float:
 
 
 @njit(cache=True, nogil=True)
+def _maxima_between(series: np.ndarray, ended: np.ndarray, out: np.ndarray) -> None:
+    """Write the largest of ``series[ended[i - 1]:ended[i]]`` to ``out[i]`` (-inf: empty).
+
+    ``ended`` is non-decreasing; ``ended[-1]`` counts as 0.
+    """
+    previous = 0
+    for i in range(ended.size):
+        out[i] = _maximum(series, previous, ended[i]) if ended[i] > previous else -np.inf
+        previous = ended[i]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _range_maximum(
+    series: np.ndarray, ended: np.ndarray, between: np.ndarray, i: int, lo: int
+) -> float:
+    """Largest of ``series[lo:ended[i]]`` (not empty), from :func:`_maxima_between`'s values.
+
+    Whole stretches between issues come from ``between``, the rest is read off ``series``.
+    """
+    largest = -np.inf
+    k = i
+    while k >= 0 and (ended[k - 1] if k > 0 else 0) >= lo:  # stretch k lies in the range
+        largest = max(largest, between[k])
+        k -= 1
+    if k >= 0 and ended[k] > lo:
+        largest = max(largest, _maximum(series, lo, ended[k]))
+    return largest
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _window_maximum(  # noqa: PLR0917 - one cell's window, for numba
     series: np.ndarray,
-    e: int,
+    i: int,
+    ended: np.ndarray,
+    between: np.ndarray,
     first: int,
     flight: _Flight,
     cell: int,
@@ -110,14 +145,16 @@ def _window_maximum(  # noqa: PLR0917 - one cell's window, for numba
 ) -> float:
     """Largest energy [kWh] of the intervals ``[max(e - width, first), e)`` as known at ``cell``.
 
-    ``series`` is the site's full series, ``window`` scratch space of at least ``width``.
+    ``e = ended[i]`` for the cell's issue ``i``; ``series`` is the site's full series,
+    ``between`` its :func:`_maxima_between`, ``window`` scratch space of at least ``width``.
     """
     flight_start, flight_sessions, session_first, interval, energy = flight
+    e = ended[i]
     start = min(max(e - width, first), e)
     if start == e:
         return np.nan
     if flight_start[cell + 1] == flight_start[cell]:  # nothing in flight: the full series
-        return _maximum(series, start, e)
+        return _range_maximum(series, ended, between, i, start)
     base = e - width  # window[k] is interval base + k
     window[start - base : width] = series[start:e]
     for p in range(flight_start[cell], flight_start[cell + 1]):
@@ -130,7 +167,7 @@ def _window_maximum(  # noqa: PLR0917 - one cell's window, for numba
     return _maximum(window, start - base, width)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _ewm_level(  # noqa: PLR0917 - one cell, for numba
     level: float, e: int, first: int, flight: _Flight, cell: int, alpha: float
 ) -> float:
