@@ -150,18 +150,39 @@ def compute_wall_clock_us(interval_us: np.ndarray, *, timezone: str) -> np.ndarr
     -------
     numpy.ndarray
         The local date and time of each instant as [us since epoch] (int64), so calendar
-        fields are plain integer arithmetic. By polars, whose bundled time-zone rules hold
-        for any year (Arrow's ``local_timestamp``, 4x faster, reads the system's zone files,
-        which list changes only to 2037 here: it drops daylight-saving time after that).
+        fields are plain integer arithmetic.
+
+    Notes
+    -----
+    The offsets come from polars, whose bundled time-zone rules hold for any year (Arrow's
+    ``local_timestamp``, 4x faster, reads the system's zone files, which list changes only to
+    2037 here: it drops daylight-saving time after that). They are looked up once per UTC day
+    and per instant only on days whose offset changes, which is exact as long as a zone
+    changes its offset at most once a day: no zone in the tz database has two changes less
+    than 48 h apart.
     """
-    return (
-        pl.Series(interval_us, dtype=pl.Int64)
-        .cast(pl.Datetime("us", "UTC"))
-        .dt.convert_time_zone(timezone)
-        .dt.replace_time_zone(None)
-        .dt.epoch("us")
-        .to_numpy()
-    )
+    if interval_us.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    day = interval_us // US_PER_DAY
+    first = int(day.min())
+    count = int(day.max()) - first + 1
+    if count >= interval_us.size:  # no more instants than days: one at a time
+        return _wall_clock_by_instant(interval_us, timezone)
+    midnights = (first + np.arange(count + 1, dtype=np.int64)) * US_PER_DAY
+    offsets = _wall_clock_by_instant(midnights, timezone) - midnights  # at 00:00 UTC [us]
+    day -= first
+    local = interval_us + offsets[day]
+    changing = (offsets[1:] != offsets[:-1])[day]  # the offset changes during the day
+    if changing.any():
+        local[changing] = _wall_clock_by_instant(interval_us[changing], timezone)
+    return local
+
+
+def _wall_clock_by_instant(interval_us: np.ndarray, timezone: str) -> np.ndarray:
+    """:func:`compute_wall_clock_us`, converting each instant on its own (polars)."""
+    instants = pl.Series("t", interval_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+    wall_clock = pl.col("t").dt.convert_time_zone(timezone).dt.replace_time_zone(None)
+    return instants.to_frame().select(wall_clock.to_physical()).to_series().to_numpy()
 
 
 def compute_calendar_arrays(interval_us: np.ndarray, *, site: SiteConfig) -> dict[str, np.ndarray]:

@@ -213,11 +213,8 @@ def _calendar_columns(base: pl.DataFrame, sites: Sequence[SiteConfig]) -> list[p
 
 def _site_columns(sites: Sequence[SiteConfig], rows: int) -> dict[str, pl.Series]:
     """``site_id`` and the site features, each site's values on ``rows`` rows, site after site."""
-    frame = build_site_feature_frame(sites)
-    return {
-        name: pl.concat([values.new_from_index(i, rows) for i in range(len(sites))], rechunk=True)
-        for name, values in frame.to_dict().items()
-    }
+    index = pl.Series(np.repeat(np.arange(len(sites), dtype=np.uint32), rows))
+    return build_site_feature_frame(sites)[index].to_dict()
 
 
 def build_feature_matrices(

@@ -128,7 +128,7 @@ def _zoneinfo_wall_clock(interval_us: np.ndarray, timezone: str) -> np.ndarray:
 @pytest.mark.parametrize(
     "timezone", ["Europe/London", "America/Los_Angeles", "Australia/Lord_Howe", "Asia/Kathmandu"]
 )
-@pytest.mark.parametrize("year", [2017, 2041, 2093])
+@pytest.mark.parametrize("year", [1971, 2017, 2041, 2093])
 def test_wall_clock_equals_zoneinfo_across_transitions(timezone: str, year: int) -> None:
     # every hour of three years plus odd seconds: all DST transitions, also after 2037,
     # where zone files that list changes only to 2037 lose daylight-saving time
@@ -138,3 +138,24 @@ def test_wall_clock_equals_zoneinfo_across_transitions(timezone: str, year: int)
     instants = np.concatenate((hours, odd))
     expected = _zoneinfo_wall_clock(instants, timezone)
     np.testing.assert_array_equal(compute_wall_clock_us(instants, timezone=timezone), expected)
+
+
+@pytest.mark.parametrize(
+    ("timezone", "year"),
+    [
+        ("Pacific/Apia", 2010),  # skipped 30 December 2011: a change of a whole day
+        ("Europe/Moscow", 2010),  # permanent summer time in 2011, back in 2014
+        ("America/Caracas", 2006),  # -04:30 from December 2007
+        ("Pacific/Chatham", 2017),  # +12:45 / +13:45
+    ],
+)
+def test_wall_clock_equals_zoneinfo_through_unusual_changes(timezone: str, year: int) -> None:
+    # every 15 minutes of five years, the day-by-day path and the one-instant path
+    start = int(datetime(year, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
+    instants = start + np.arange(5 * 366 * 96, dtype=np.int64) * 900_000_000
+    expected = _zoneinfo_wall_clock(instants, timezone)
+    np.testing.assert_array_equal(compute_wall_clock_us(instants, timezone=timezone), expected)
+    few = instants[:: 96 * 30]  # fewer instants than days
+    np.testing.assert_array_equal(
+        compute_wall_clock_us(few, timezone=timezone), expected[:: 96 * 30]
+    )
