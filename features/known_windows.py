@@ -245,31 +245,38 @@ def _row_features(  # noqa: PLR0917 - the rows and the arrays of KnownSeries, fo
 ) -> None:
     """Write each row's lags, then its cell's ``per_cell`` values, into ``out``.
 
-    ``has_nan`` (zeroed, one per column) is set for the columns that get a NaN.
+    Cell by cell (a cell's rows are consecutive), then column by column, so the writes run
+    along each column. ``has_nan`` (zeroed, one per column) is set for the columns that get a
+    NaN.
     """
-    issues = ended.size
-    row = 0
-    for s in site:
-        for r in range(issue.size):
+    issues, rows = ended.size, issue.size
+    for c in range(site.size):
+        s, base = site[c], c * rows
+        r = 0
+        while r < rows:
             i = issue[r]
+            end = r + 1
+            while end < rows and issue[end] == i:
+                end += 1
             cell = s * issues + i
             lo, hi = history[cell], ended[i]
             corrected = flight[0][cell + 1] > flight[0][cell]
             for m in range(lags.size):
-                j = target[r] - lags[m]
-                if j < lo or j >= hi:
-                    out[m, row] = np.nan
-                    has_nan[m] = True
-                elif corrected:
-                    out[m, row] = full[s, j] - _unknown_energy(flight, cell, j, j + 1)
-                else:
-                    out[m, row] = full[s, j]
+                column = out[m]
+                for k in range(r, end):
+                    j = target[k] - lags[m]
+                    if j < lo or j >= hi:
+                        column[base + k] = np.nan
+                        has_nan[m] = True
+                    elif corrected:
+                        column[base + k] = full[s, j] - _unknown_energy(flight, cell, j, j + 1)
+                    else:
+                        column[base + k] = full[s, j]
             for m in range(per_cell.shape[0]):
                 value = per_cell[m, cell]
-                out[lags.size + m, row] = value
-                if np.isnan(value):
-                    has_nan[lags.size + m] = True
-            row += 1
+                has_nan[lags.size + m] |= np.isnan(value)
+                out[lags.size + m, base + r : base + end] = value
+            r = end
 
 
 def compute_row_features(
