@@ -39,7 +39,8 @@ class NeededSessions(NamedTuple):
     Returned by :func:`compute_needed_sessions`.
     """
 
-    keep: np.ndarray  # per session: whether the targets or lags need it (bool)
+    first: np.ndarray  # per session: its first interval [-], numbered from the epoch
+    counts: np.ndarray  # per session: its intervals if the targets or lags need it, else 0
     grids: TargetGrids  # per site: the stretch of its series the targets need
     earlier: EarlierSessions | None  # the sessions left out for ending early; None: no issues
 
@@ -62,7 +63,8 @@ def _session_times(
             ids, rated_kw, default=None, return_dtype=pl.Float64
         )
     columns = session_time_columns(schema, allocation=allocation, rated_kw=rated)
-    frame = sessions.lazy().select("site_id", *columns).collect()
+    selected = sessions.select("site_id", *columns)  # eager on a DataFrame: no planning
+    frame = selected.collect() if isinstance(selected, pl.LazyFrame) else selected
     times = {name: frame[name].to_numpy() for name in frame.columns[1:]}
     times["site"] = compute_site_numbers(frame["site_id"], ids)  # other sites: len(ids)
     ours = times["site"] < len(ids)
@@ -111,7 +113,9 @@ def compute_needed_sessions(
     Returns
     -------
     NeededSessions
-        ``keep`` per session, the targets' ``grids`` (from all sessions, see
+        Per session its ``first`` interval and ``counts`` of intervals (0 for a session left
+        out, for :func:`features.session_split.split_at_intervals`), the targets' ``grids``
+        (from all sessions, see
         :func:`features.targets.compute_target_grids`) and ``earlier``, what the sessions
         left out for being early tell (None, with every session kept, without issue times).
     """
@@ -132,15 +136,15 @@ def compute_needed_sessions(
         known_until_us=until_us,
     )
     if issues_us.size == 0:
-        return NeededSessions(np.ones(site.size, dtype=bool), grids, None)
+        return NeededSessions(first, last - first + 1, grids, None)
     lookback = (int(issues_us[0]) - LOOKBACK // ONE_US) // step_us
     low = np.minimum(grids.first, lookback)
     high = np.maximum(grids.stop, max(targets[1], int(issues_us[-1]) // step_us + 1))
-    keep, first_us, last_end_us = _split_early(
+    counts, first_us, last_end_us = _split_early(
         site, first, last, times["plug_out"], low, high, sites, step_us
     )
     earlier = EarlierSessions(first_us, last_end_us, lookback_from_us=lookback * step_us)
-    return NeededSessions(keep, grids, earlier)
+    return NeededSessions(first, counts, grids, earlier)
 
 
 @njit(cache=True, nogil=True)
@@ -156,20 +160,21 @@ def _split_early(  # noqa: PLR0917 - the session arrays and the sites' bounds, f
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Keep sessions with ``low <= last`` and ``first < high`` (their site's intervals [-]).
 
-    Of the sessions left out for ``last < low``, per site: start of the earliest interval
-    [us] (``NO_HISTORY`` if none) and latest plug-out [us] (-1 if none).
+    Returns per session its number of intervals if kept (else 0) and, of the sessions left
+    out for ``last < low``, per site: start of the earliest interval [us] (``NO_HISTORY`` if
+    none) and latest plug-out [us] (-1 if none).
     """
-    keep = np.empty(site.size, dtype=np.bool_)
+    counts = np.empty(site.size, dtype=np.int64)
     first_us = np.full(sites, NO_HISTORY, dtype=np.int64)
     last_end_us = np.full(sites, -1, dtype=np.int64)
     for q in range(site.size):
         s = site[q]
         early = last[q] < low[s]
-        keep[q] = not early and first[q] < high[s]
+        counts[q] = last[q] - first[q] + 1 if not early and first[q] < high[s] else 0
         if early:
             first_us[s] = min(first_us[s], first[q] * step_us)
             last_end_us[s] = max(last_end_us[s], plug_out_us[q])
-    return keep, first_us, last_end_us
+    return counts, first_us, last_end_us
 
 
 def compute_demand_columns(
@@ -250,7 +255,7 @@ def _targets_and_contributions(
     step_us = resolution // ONE_US
     interval = interval_us // step_us
     targets = (int(interval.min()), int(interval.max()) + 1) if interval.size else (0, 0)
-    keep, grids, earlier = compute_needed_sessions(
+    first, counts, grids, earlier = compute_needed_sessions(
         times,
         sites=sites,
         issues_us=issues_us,
@@ -258,7 +263,7 @@ def _targets_and_contributions(
         step_us=step_us,
         known_until=known_until,
     )
-    parts = split_at_intervals(times, step_us=step_us, occupancy=False, keep=keep)
+    parts = split_at_intervals(times, step_us=step_us, occupancy=False, spans=(first, counts))
     parts["site"] = times["site"][parts["row"]]
     energy, is_missing = compute_targets(
         site, interval, parts=parts, grids=grids, resolution=resolution

@@ -91,14 +91,29 @@ _FIELDS: Final = ("site", "start_us", "known_us", "energy", "arrival")
 
 
 @njit(cache=True, nogil=True)
-def _full_series(
-    site: np.ndarray, interval: np.ndarray, energy: np.ndarray, full: np.ndarray
-) -> None:
-    """Add up energy [kWh] into the zeroed ``full`` per site and grid interval, in order."""
+def _full_series(  # noqa: PLR0917 - the contribution arrays and the outputs, for numba
+    site: np.ndarray,
+    interval: np.ndarray,
+    energy: np.ndarray,
+    arrival: np.ndarray,
+    full: np.ndarray,
+    first: np.ndarray,
+) -> int:
+    """Add the energy [kWh] per site and grid ``interval`` into the zeroed ``full``.
+
+    Energy is added in contribution order; intervals past the grid are left out. Also writes
+    per session where its contributions start (sessions start at their arrival), then the
+    number of contributions, to ``first``; returns the number of sessions.
+    """
     n = full.shape[1]
+    sessions = 0
     for k in range(site.size):
         if interval[k] < n:
             full[site[k], interval[k]] += energy[k]
+        first[sessions] = k  # kept when k is an arrival (no branch: arrivals are irregular)
+        sessions += arrival[k]
+    first[sessions] = site.size
+    return sessions
 
 
 @njit(cache=True, nogil=True)
@@ -152,7 +167,6 @@ def _sessions_in_flight(
     return start, sessions
 
 
-@njit(cache=True, nogil=True)
 def _count_at_or_before(
     sorted_values: np.ndarray, times: np.ndarray, origin: int, step: int, n: int
 ) -> np.ndarray:
@@ -162,11 +176,33 @@ def _count_at_or_before(
     values lie before it; a time then needs only the few values between its grid point and
     itself. Times off the table fall back to a binary search.
     """
-    points = origin + np.arange(n + 1) * step
-    before = np.searchsorted(sorted_values, points)
+    if origin == 0 and step == 1:
+        points = times
+    else:  # numpy divides by one number fast (libdivide), numba does not
+        points = np.subtract(times, origin, out=empty(times.size, np.int64))
+        points //= step
+    return _count_by_table(sorted_values, times, points, origin, step, n)
+
+
+@njit(cache=True, nogil=True)
+def _count_by_table(  # noqa: PLR0917 - the values, the times and the grid, for numba
+    sorted_values: np.ndarray,
+    times: np.ndarray,
+    points: np.ndarray,
+    origin: int,
+    step: int,
+    n: int,
+) -> np.ndarray:
+    """:func:`_count_at_or_before`, given each time's grid point ``points`` (at or before it)."""
+    before = np.empty(n + 1, dtype=np.int64)  # values before each grid point, by a merge
+    c = 0
+    for k in range(n + 1):
+        while c < sorted_values.size and sorted_values[c] < origin + k * step:
+            c += 1
+        before[k] = c
     count = np.empty(times.size, dtype=np.int64)
     for q in range(times.size):
-        k = (times[q] - origin) // step
+        k = points[q]
         if k < 0 or k > n:
             count[q] = np.searchsorted(sorted_values, times[q], side="right")
             continue
@@ -235,12 +271,14 @@ def build_known_series(
     origin = _grid_origin(parts, issues_us, step_us, earlier)
     ended = np.clip((issues_us - origin) // step_us, 0, None)
     n = int(ended.max()) if ended.size else 0
-    interval = np.subtract(parts.start_us, origin, out=empty(parts.start_us.size, np.int64))
-    interval //= step_us
     full = empty((sites, n))
     full.fill(0.0)
-    _full_series(parts.site, interval, parts.energy, full)
-    first = np.flatnonzero(parts.arrival)  # each session's first contribution
+    interval = np.subtract(parts.start_us, origin, out=empty(parts.start_us.size, np.int64))
+    interval //= step_us  # numpy divides by one number fast (libdivide), numba does not
+    session_first = empty(parts.site.size + 1, np.int64)
+    sessions = _full_series(parts.site, interval, parts.energy, parts.arrival, full, session_first)
+    session_first = session_first[: sessions + 1]
+    first = session_first[:-1]  # each session's first contribution
     site, known_us, first_interval = parts.site[first], parts.known_us[first], interval[first]
     known_count = _count_at_or_before(issues_us, known_us, origin, step_us, n)
     history, last_end = _known_history(
@@ -267,7 +305,7 @@ def build_known_series(
         last_end_us=last_end.ravel(),
         flight_start=flight_start,
         flight_sessions=flight_sessions,
-        session_first=np.append(first, parts.site.size),
+        session_first=session_first,
         interval=interval,
         energy=parts.energy,
     )

@@ -211,6 +211,7 @@ def split_at_intervals(
     step_us: int,
     occupancy: bool = True,
     keep: np.ndarray | None = None,
+    spans: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Split sessions given as time arrays at the interval boundaries of the grid.
 
@@ -225,6 +226,9 @@ def split_at_intervals(
         Whether to compute ``occupied`` (the lag features do not need it).
     keep
         Per session, whether to split it (bool; default all).
+    spans
+        Per session, its first interval [-] (numbered from the epoch) and how many intervals
+        to split it into (0 leaves it out), when already known (then ``keep`` is not used).
 
     Returns
     -------
@@ -239,10 +243,13 @@ def split_at_intervals(
     plug_in, plug_out, charge, energy = (
         times[key] for key in ("plug_in", "plug_out", "charge", "energy")
     )
-    first = plug_in // step_us
-    counts = np.maximum(plug_out - 1, plug_in) // step_us - first + 1
-    if keep is not None:
-        counts *= keep
+    if spans is not None:
+        first, counts = spans
+    else:
+        first = plug_in // step_us
+        counts = np.maximum(plug_out - 1, plug_in) // step_us - first + 1
+        if keep is not None:
+            counts *= keep
     size = int(counts.sum())
     parts = {
         "row": empty(size, np.int64),

@@ -83,7 +83,7 @@ def test_sessions_that_ended_long_before_are_left_out() -> None:
         step_us=step_us,
         known_until=None,
     )
-    assert needed.keep.tolist() == [False, False, True]
+    assert needed.counts.tolist() == [0, 0, 1]  # the last one, over one interval
     assert needed.earlier is not None
     assert needed.earlier.first_us.tolist() == [compute_epoch_us(at(0))]
     assert needed.earlier.last_end_us.tolist() == [compute_epoch_us(at(11))]
@@ -98,7 +98,7 @@ def test_sessions_that_ended_long_before_are_left_out() -> None:
         step_us=step_us,
         known_until=None,
     )
-    assert none_left_out.keep.all()
+    assert (none_left_out.counts > 0).all()
     assert none_left_out.earlier is not None
     assert none_left_out.earlier.first_us.tolist() == [NO_HISTORY]
 
@@ -114,5 +114,5 @@ def test_without_issue_times_every_session_is_needed() -> None:
         step_us=HOUR // ONE_US,
         known_until=None,
     )
-    assert needed.keep.tolist() == [True, True]
+    assert needed.counts.tolist() == [2, 1]  # its intervals
     assert needed.earlier is None
