@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 
 
@@ -35,3 +36,25 @@ def empty(shape: int | tuple[int, ...], dtype: type | np.dtype = np.float64) -> 
     count = math.prod(dims)
     buffer = pa.allocate_buffer(max(1, count * kind.itemsize))
     return np.frombuffer(buffer, dtype=kind, count=count).reshape(dims)
+
+
+def float_series(name: str, values: np.ndarray, valid: np.ndarray | None) -> pl.Series:
+    """Return a Float64 Series of ``values``, null where ``valid`` says so.
+
+    Without nulls the Series takes ``values`` as they are; with nulls polars copies them, but
+    no scan for NaN is needed (``nan_to_null`` is several times slower).
+
+    Parameters
+    ----------
+    name
+        Name of the Series.
+    values
+        Contiguous float64 values; the Series may keep them (do not write to them after).
+    valid
+        Arrow validity bitmap of ``values`` (uint8, at least ``ceil(values.size / 8)`` bytes,
+        least significant bit first: a 0 bit makes the value null), or None for no nulls.
+    """
+    if valid is None:
+        return pl.Series(name, values)
+    buffers = [pa.py_buffer(valid), pa.py_buffer(values)]
+    return pl.Series(name, pa.Array.from_buffers(pa.float64(), values.size, buffers))

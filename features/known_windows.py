@@ -56,22 +56,28 @@ def _cell_statistics(  # noqa: PLR0917 - the arrays of KnownSeries and the windo
     max_widths: np.ndarray,
     alpha: float,
     window: np.ndarray,
+    cumulative: np.ndarray,
+    levels: np.ndarray,
 ) -> np.ndarray:
     """Per cell: the window means, then the window maxima, then the EWM level [kWh].
 
     Returns an array of shape ``(mean_widths.size + max_widths.size + 1, cells)``;
-    ``window`` is scratch space of at least the longest of ``max_widths``.
+    ``window`` is scratch space of at least the longest of ``max_widths``, ``cumulative`` and
+    ``levels`` of shape ``(intervals + 1, sites)``.
     """
     sites, n = full.shape
     issues = ended.size
     result = np.empty((mean_widths.size + max_widths.size + 1, history.size))
-    cumulative = np.zeros(n + 1)  # of one site, with a leading zero [kWh]
-    levels = np.zeros(n + 1)  # of one site: EWM level after k intervals, from zero
+    # per interval and site: cumulative sum with a leading zero, EWM level after k intervals
+    # from zero [kWh]; all sites in one pass, so their additions overlap in the processor
+    cumulative[0], levels[0] = 0.0, 0.0
+    for k in range(n):
+        for site in range(sites):
+            value = full[site, k]
+            cumulative[k + 1, site] = cumulative[k, site] + value
+            levels[k + 1, site] = levels[k, site] + alpha * (value - levels[k, site])
     between = np.empty(issues)  # of one site: maxima between consecutive issues [kWh]
     for site in range(sites):
-        for k in range(n):
-            cumulative[k + 1] = cumulative[k] + full[site, k]
-            levels[k + 1] = levels[k] + alpha * (full[site, k] - levels[k])
         series = full[site]
         _maxima_between(series, ended, between)
         for i in range(issues):
@@ -79,7 +85,11 @@ def _cell_statistics(  # noqa: PLR0917 - the arrays of KnownSeries and the windo
             row = 0
             for width in mean_widths:
                 start = min(max(e - width, history[cell]), e)
-                total = cumulative[e] - cumulative[start] - _unknown_energy(flight, cell, start, e)
+                total = (
+                    cumulative[e, site]
+                    - cumulative[start, site]
+                    - _unknown_energy(flight, cell, start, e)
+                )
                 result[row, cell] = total / (e - start) if start < e else np.nan
                 row += 1
             for width in max_widths:
@@ -87,7 +97,7 @@ def _cell_statistics(  # noqa: PLR0917 - the arrays of KnownSeries and the windo
                     series, i, ended, between, history[cell], flight, cell, width, window
                 )
                 row += 1
-            result[row, cell] = _ewm_level(levels[e], e, history[cell], flight, cell, alpha)
+            result[row, cell] = _ewm_level(levels[e, site], e, history[cell], flight, cell, alpha)
     return result
 
 
@@ -226,7 +236,15 @@ def compute_cell_statistics(
         np.asarray(max_widths, dtype=np.int64),
         alpha,
         np.empty(max(max_widths, default=1)),
+        empty((known.full.shape[1] + 1, known.full.shape[0])),  # scratch: in Arrow's pool,
+        empty((known.full.shape[1] + 1, known.full.shape[0])),  # kept between calls
     )
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _clear_bit(bitmap: np.ndarray, row: int) -> None:
+    """Clear bit ``row`` of an Arrow validity bitmap (least significant bit first)."""
+    bitmap[row >> 3] &= np.uint8(255 - (1 << (row & 7)))
 
 
 @njit(cache=True, nogil=True)
@@ -241,13 +259,14 @@ def _row_features(  # noqa: PLR0917 - the rows and the arrays of KnownSeries, fo
     lags: np.ndarray,
     per_cell: np.ndarray,
     out: np.ndarray,
+    valid: np.ndarray,
     has_nan: np.ndarray,
 ) -> None:
     """Write each row's lags, then its cell's ``per_cell`` values, into ``out``.
 
     Cell by cell (a cell's rows are consecutive), then column by column, so the writes run
-    along each column. ``has_nan`` (zeroed, one per column) is set for the columns that get a
-    NaN.
+    along each column. Where a value is NaN its bit in the column's ``valid`` (all bits set
+    on entry) is cleared and the column's ``has_nan`` (zeroed) set.
     """
     issues, rows = ended.size, issue.size
     for c in range(site.size):
@@ -267,15 +286,19 @@ def _row_features(  # noqa: PLR0917 - the rows and the arrays of KnownSeries, fo
                     j = target[k] - lags[m]
                     if j < lo or j >= hi:
                         column[base + k] = np.nan
+                        _clear_bit(valid[m], base + k)
                         has_nan[m] = True
                     elif corrected:
                         column[base + k] = full[s, j] - _unknown_energy(flight, cell, j, j + 1)
                     else:
                         column[base + k] = full[s, j]
-            for m in range(per_cell.shape[0]):
-                value = per_cell[m, cell]
-                has_nan[lags.size + m] |= np.isnan(value)
-                out[lags.size + m, base + r : base + end] = value
+            for m in range(lags.size, out.shape[0]):
+                value = per_cell[m - lags.size, cell]
+                out[m, base + r : base + end] = value
+                if np.isnan(value):
+                    has_nan[m] = True
+                    for k in range(r, end):
+                        _clear_bit(valid[m], base + k)
             r = end
 
 
@@ -312,14 +335,17 @@ def compute_row_features(
     -------
     tuple of numpy.ndarray
         The values, shape ``(lags.size + columns, site.size * issue.size)`` (one allocation:
-        fresh memory pages cost more than the work here), and per column whether it has a
-        NaN (bool).
+        fresh memory pages cost more than the work here); per column an Arrow validity
+        bitmap (uint8, least significant bit first), 0 where the value is NaN; and per column
+        whether it has a NaN (bool).
     """
-    columns = lags.size + per_cell.shape[0]
-    out = empty((columns, site.size * issue.size))
+    columns, rows = lags.size + per_cell.shape[0], site.size * issue.size
+    out = empty((columns, rows))
+    valid = empty((columns, (rows + 7) // 8), np.uint8)
+    valid.fill(255)
     has_nan = np.zeros(columns, dtype=np.bool_)
     _row_features(
         known.full, known.ended, known.history, _flight(known), site, issue, target, lags,
-        per_cell, out, has_nan,
+        per_cell, out, valid, has_nan,
     )  # fmt: skip
-    return out, has_nan
+    return out, valid, has_nan

@@ -41,6 +41,7 @@ from typing import Final
 import numpy as np
 import polars as pl
 
+from features.arrays import float_series
 from features.known_series import (
     EarlierSessions,
     KnownSeries,
@@ -251,12 +252,11 @@ def compute_site_lag_features(
     target = (interval_us - known.origin_us) // step_us
     lags = np.array([lag // resolution for lag in LAGS.values()], dtype=np.int64)
     per_cell = _issue_level_features(known, resolution)
-    values, has_nan = compute_row_features(
+    values, valid, has_nan = compute_row_features(
         known, site=site, issue=issue, target=target, lags=lags,
         per_cell=np.stack([per_cell[name] for name in LAG_FEATURE_COLUMNS[len(LAGS):]]),
     )  # fmt: skip
-    # a column without NaN is taken as it is (no copy)
     return {
-        name: pl.Series(name, values[m], nan_to_null=bool(has_nan[m]))
+        name: float_series(name, values[m], valid[m] if has_nan[m] else None)
         for m, name in enumerate(LAG_FEATURE_COLUMNS)
     }

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from features.arrays import empty
+from features.arrays import empty, float_series
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,18 @@ def test_memory_lives_as_long_as_the_array_or_a_series_made_from_it() -> None:
     for _ in range(20):  # would overwrite memory freed by mistake
         empty(100_000).fill(-1.0)
     assert series.sum() == sum(range(100_000))
+
+
+def test_float_series_is_null_where_a_bit_is_clear_and_outlives_the_arrays() -> None:
+    values = empty(11)
+    values[:] = np.arange(11.0)
+    valid = np.packbits(np.arange(11) % 3 != 1, bitorder="little")
+    series = float_series("x", values, valid)
+    plain = float_series("y", values, None)
+    del values, valid
+    gc.collect()
+    for _ in range(20):  # would overwrite memory freed by mistake
+        empty(11).fill(-1.0)
+    assert (series.name, series.dtype, plain.name) == ("x", pl.Float64, "y")
+    assert series.to_list() == [None if i % 3 == 1 else float(i) for i in range(11)]
+    assert plain.to_list() == [float(i) for i in range(11)]
