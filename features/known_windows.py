@@ -310,7 +310,7 @@ def compute_row_features(
     target: np.ndarray,
     lags: np.ndarray,
     per_cell: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return each row's lags as known at its issue time, then its cell's ``per_cell`` values.
 
     Parameters
