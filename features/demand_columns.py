@@ -179,39 +179,43 @@ def _split_early(  # noqa: PLR0917 - the session arrays and the sites' bounds, f
 
 def compute_demand_columns(
     sessions: pl.LazyFrame | pl.DataFrame,
-    base: pl.DataFrame,
     *,
+    issue: np.ndarray,
+    interval_us: np.ndarray,
+    issues_us: np.ndarray,
     sites: Sequence[SiteConfig],
     allocation: Allocation,
     resolution: timedelta,
     known_until: datetime | None,
 ) -> dict[str, pl.Series]:
-    """Compute :data:`DEMAND_COLUMNS` for the rows of ``base`` of each site, site after site.
+    """Compute :data:`DEMAND_COLUMNS` for the target rows of each site, site after site.
 
     Parameters
     ----------
     sessions
         Sessions (``SESSIONS_SCHEMA``); rows of other sites are ignored.
-    base
-        ``issued_at`` and ``interval_start`` of the rows of one site
-        (:func:`features.matrix.build_targets`).
+    issue, interval_us
+        Per target row of one site: position of its issue time in ``issues_us`` (sorted) and
+        its ``interval_start`` [us since epoch, UTC] (:func:`features.matrix.compute_target_rows`).
+    issues_us
+        Sorted unique issue times [us since epoch, UTC].
     sites, allocation, resolution, known_until
         As for :func:`features.matrix.build_feature_matrices`.
 
     Returns
     -------
     dict
-        Per column, ``len(sites) * base.height`` values: ``energy_kwh`` [kWh] target (null
+        Per column, ``len(sites) * issue.size`` values: ``energy_kwh`` [kWh] target (null
         where unknown or missing), ``is_missing``, the lag features (null for "no value").
     """
     ids = list(dict.fromkeys(site.site_id for site in sites))
     rated = {s.site_id: max((g.power_kw for g in s.chargers), default=None) for s in sites}
     times = _session_times(sessions, ids, allocation=allocation, rated_kw=[rated[i] for i in ids])
     site = np.array([ids.index(site.site_id) for site in sites], dtype=np.int64)
-    issued_us, interval_us = (
-        base[name].dt.epoch("us").to_numpy() for name in ("issued_at", "interval_start")
-    )
-    issues_us = np.unique(issued_us)
+    present = np.zeros(issues_us.size, dtype=bool)
+    present[issue] = True
+    if not present.all():  # only issue times with target rows count
+        issues_us, issue = issues_us[present], np.cumsum(present)[issue] - 1
     energy, is_missing, known, earlier = _targets_and_contributions(
         times,
         site,
@@ -224,7 +228,7 @@ def compute_demand_columns(
     del times
     lags = compute_site_lag_features(
         site,
-        np.searchsorted(issues_us, issued_us),
+        issue,
         interval_us,
         issues_us=issues_us,
         contributions=known,

@@ -70,54 +70,57 @@ def feature_columns(*, with_weather: bool = False, with_solar: bool = False) -> 
     )
 
 
-def _issue_series(issue_times: Sequence[datetime] | pl.Series) -> pl.Series:
+def _issue_times_us(issue_times: Sequence[datetime] | pl.Series) -> np.ndarray:
+    """Return the issue times as sorted unique [us since epoch, UTC] (int64)."""
     series = issue_times if isinstance(issue_times, pl.Series) else pl.Series(list(issue_times))
     dtype = series.dtype
     if series.is_empty():
-        return pl.Series("issued_at", [], dtype=UTC_DATETIME)
+        return np.zeros(0, dtype=np.int64)
     if not isinstance(dtype, pl.Datetime) or dtype.time_zone is None or series.has_nulls():
         msg = (
             f"issue_times must be timezone-aware datetimes without nulls, got dtype {dtype!r}; "
             "pass UTC datetimes such as datetime(2018, 3, 25, tzinfo=UTC)"
         )
         raise SchemaError(msg)
-    issued_us = np.unique(series.dt.epoch("us").to_numpy())  # sorted
-    return pl.Series("issued_at", issued_us).cast(UTC_DATETIME)
+    return np.unique(series.dt.epoch("us").to_numpy())
 
 
-def build_targets(
-    issue_times: pl.Series, *, horizon: timedelta, resolution: timedelta
-) -> pl.DataFrame:
-    """Build one row per issue time and target interval in ``[issued_at, issued_at + horizon)``.
+def compute_target_rows(
+    issues_us: np.ndarray, *, horizon: timedelta, resolution: timedelta
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return one row per issue time and target interval in ``[issued_at, issued_at + horizon)``.
 
     Parameters
     ----------
-    issue_times
-        Sorted unique issue times [UTC] (as :func:`build_feature_matrices` prepares them).
+    issues_us
+        Sorted unique issue times [us since epoch, UTC].
     horizon
-        Length of the forecast horizon; a target interval starts in
-        ``[issued_at, issued_at + horizon)``.
+        Length of the forecast horizon.
     resolution
         Interval length of the grid (divides one day; intervals are aligned to UTC midnight).
 
     Returns
     -------
-    polars.DataFrame
-        ``issued_at``, ``interval_start`` (grid intervals labelled by their start [UTC],
-        starting at or after ``issued_at``), ``step`` [-] 0-based horizon step; sorted by
-        ``issued_at`` then ``interval_start``.
+    tuple of numpy.ndarray
+        Per row, sorted by issue time then interval: the position of its issue time in
+        ``issues_us``, the start of its target interval [us since epoch, UTC] (at or after the
+        issue time) and its 0-based horizon ``step`` [-].
     """
     step = resolution // ONE_US
-    issued = issue_times.dt.epoch("us").to_numpy()
-    first = ((issued - 1) // step + 1) * step  # first interval starting at or after issued_at
-    last = (issued + horizon // ONE_US - 1) // step * step
+    first = ((issues_us - 1) // step + 1) * step  # first interval starting at or after issue
+    last = (issues_us + horizon // ONE_US - 1) // step * step
     counts = np.maximum((last - first) // step + 1, 0)
-    rows = np.repeat(np.arange(issued.size), counts)
-    steps = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    issue = np.repeat(np.arange(issues_us.size), counts)
+    steps = np.arange(issue.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    return issue, first[issue] + steps * step, steps
+
+
+def _key_frame(issued_us: np.ndarray, interval_us: np.ndarray, steps: np.ndarray) -> pl.DataFrame:
+    """``issued_at``, ``interval_start`` [UTC] and ``step`` of target rows, as a frame."""
     return pl.DataFrame(
         [
-            pl.Series("issued_at", issued[rows]).cast(UTC_DATETIME),
-            pl.Series("interval_start", first[rows] + steps * step).cast(UTC_DATETIME),
+            pl.Series("issued_at", issued_us).cast(UTC_DATETIME),
+            pl.Series("interval_start", interval_us).cast(UTC_DATETIME),
             pl.Series("step", steps, dtype=pl.Int32),
         ]
     )
@@ -185,12 +188,11 @@ def build_feature_matrix(
     )
 
 
-def _calendar_columns(base: pl.DataFrame, sites: Sequence[SiteConfig]) -> list[pl.Series]:
-    """Calendar columns of the rows of ``base`` for each site, site after site.
+def _calendar_columns(times: np.ndarray, sites: Sequence[SiteConfig]) -> list[pl.Series]:
+    """Calendar columns of target rows starting at ``times`` [us], for each site in turn.
 
     Computed once per unique target time and per time zone and holiday calendar.
     """
-    times = base["interval_start"].dt.epoch("us").to_numpy()
     if times.size < 2 or bool((times[1:] > times[:-1]).all()):
         unique, inverse = times, None  # sorted and unique already (issues a horizon apart)
     else:
@@ -246,10 +248,16 @@ def build_feature_matrices(
     if not sites:
         msg = "sites is empty; pass at least one SiteConfig"
         raise ConfigError(msg)
-    base = build_targets(_issue_series(issue_times), horizon=horizon, resolution=resolution)
+    issues_us = _issue_times_us(issue_times)
+    issue, interval_us, steps = compute_target_rows(
+        issues_us, horizon=horizon, resolution=resolution
+    )
+    base = _key_frame(issues_us[issue], interval_us, steps)
     demand = compute_demand_columns(
         sessions,
-        base,
+        issue=issue,
+        interval_us=interval_us,
+        issues_us=issues_us,
         sites=sites,
         allocation=allocation,
         resolution=resolution,
@@ -257,7 +265,7 @@ def build_feature_matrices(
     )
     repeated = {name: pl.concat([base[name]] * len(sites), rechunk=True) for name in base.columns}
     site_columns = _site_columns(sites, base.height)
-    calendar = _calendar_columns(base, sites)
+    calendar = _calendar_columns(interval_us, sites)
     frame = pl.DataFrame(
         [
             site_columns["site_id"],
