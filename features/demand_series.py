@@ -20,8 +20,10 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from features.arrays import empty
 from features.outages import mark_outages
 from features.session_split import Allocation, compute_contribution_arrays
+from features.site_numbers import compute_site_numbers
 from features.time_grid import ONE_US, compute_epoch_us
 from forecasting.schemas import DEMAND_SERIES_SCHEMA
 
@@ -132,11 +134,8 @@ def build_demand_series(
         return pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
     # site numbers per session, then per contribution: no per-contribution strings
     ids = frame["site_id"].unique().sort()
-    site = frame["site_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
-    parts["arrival"] = parts["arrival"].astype(np.float64)
-    return _sum_on_grid(
-        np.take(site, parts["row"]), ids, parts, resolution=resolution, start=start, end=end
-    )
+    site = compute_site_numbers(frame["site_id"], ids.to_list())
+    return _sum_on_grid(site, ids, parts, resolution=resolution, start=start, end=end)
 
 
 def build_series_from_contributions(
@@ -156,8 +155,9 @@ def build_series_from_contributions(
     if frame.is_empty():
         return pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
     ids = frame["site_id"].unique().sort()
-    site = frame["site_id"].cast(pl.Enum(ids)).to_physical().to_numpy().astype(np.int64)
+    site = compute_site_numbers(frame["site_id"], ids.to_list())
     parts = {
+        "row": np.arange(frame.height),
         "start": frame["interval_start"].dt.epoch("us").to_numpy(),
         **{
             key: frame[column].cast(pl.Float64).to_numpy()
@@ -172,14 +172,59 @@ def build_series_from_contributions(
 
 
 @njit(cache=True, nogil=True)
-def _site_spans(site: np.ndarray, starts: np.ndarray, sites: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per site: the earliest and latest contribution start [us] (extreme int64 if none)."""
+def _site_spans(
+    site: np.ndarray, row: np.ndarray, starts: np.ndarray, sites: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per site: the earliest and latest contribution start [us] (extreme int64 if none).
+
+    Contribution ``k`` belongs to site ``site[row[k]]``.
+    """
     first = np.full(sites, np.iinfo(np.int64).max, dtype=np.int64)
     last = np.full(sites, np.iinfo(np.int64).min, dtype=np.int64)
-    for k in range(site.size):
-        first[site[k]] = min(first[site[k]], starts[k])
-        last[site[k]] = max(last[site[k]], starts[k])
+    for k in range(row.size):
+        s = site[row[k]]
+        first[s] = min(first[s], starts[k])
+        last[s] = max(last[s], starts[k])
     return first, last
+
+
+@njit(cache=True, nogil=True)
+def _sum_contributions(  # noqa: PLR0917 - contribution arrays and the grid, for numba
+    site: np.ndarray,
+    row: np.ndarray,
+    interval: np.ndarray,
+    energy: np.ndarray,
+    occupied: np.ndarray,
+    arrival: np.ndarray,
+    first: np.ndarray,
+    length: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """Add energy, occupancy and arrivals into the zeroed ``sums`` (3 rows), in order.
+
+    Contribution ``k`` belongs to site ``site[row[k]]`` and interval ``interval[k]`` [-]
+    (numbered from the epoch); site ``s``'s grid has ``length[s]`` intervals from
+    ``first[s]`` and lies after the grids of the sites before it. Contributions off their
+    site's grid are left out.
+    """
+    offset = np.cumsum(length) - length
+    for k in range(row.size):
+        s = site[row[k]]
+        at = interval[k] - first[s]
+        if 0 <= at < length[s]:
+            sums[0, offset[s] + at] += energy[k]
+            sums[1, offset[s] + at] += occupied[k]
+            sums[2, offset[s] + at] += arrival[k]
+
+
+@njit(cache=True, nogil=True)
+def _grid_starts(first: np.ndarray, length: np.ndarray, step_us: int, out: np.ndarray) -> None:
+    """Write the interval starts [us] of each site's grid, site after site, into ``out``."""
+    row = 0
+    for s in range(first.size):
+        for k in range(length[s]):
+            out[row] = first[s] + k * step_us
+            row += 1
 
 
 def _sum_on_grid(
@@ -191,35 +236,44 @@ def _sum_on_grid(
     start: datetime | None,
     end: datetime | None,
 ) -> pl.DataFrame:
-    """Sum contributions (``start`` [us], ``energy``, ``occupied``, ``arrival``) per site."""
+    """Sum contributions (``start`` [us], ``energy``, ``occupied``, ``arrival``) per site.
+
+    Contribution ``k`` belongs to site ``site[parts["row"][k]]`` (its number in ``ids``).
+    """
     step_us = resolution // ONE_US
     starts = parts["start"]
-    first, last = _site_spans(site, starts, ids.len())
+    first, last = _site_spans(site, parts["row"], starts, ids.len())
     if start is not None:
         first[:] = compute_epoch_us(start) // step_us * step_us
     end_us = np.full(ids.len(), compute_epoch_us(end)) if end is not None else last + step_us
     length = np.maximum(0, -(-(end_us - first) // step_us))
-    offset = np.cumsum(length) - length
-    index = (starts - first[site]) // step_us
-    keep = (index >= 0) & (index < length[site])
-    flat = (offset[site] + index)[keep]
-
-    def total(key: str) -> np.ndarray:
-        return np.bincount(flat, weights=parts[key][keep], minlength=int(length.sum()))
-
-    row_site = np.repeat(np.arange(ids.len()), length)
-    energy = total("energy")
+    rows = int(length.sum())
+    # intervals numbered by numpy, which divides by one number fast (libdivide), numba not
+    if (first % step_us == 0).all():  # grids on the epoch's grid: number from the epoch
+        interval = np.floor_divide(starts, step_us, out=empty(starts.size, np.int64))
+        origin = first // step_us
+    else:  # contributions off the epoch's grid: number from each site's first one
+        interval = (starts - first[site[parts["row"]]]) // step_us
+        origin = np.zeros(first.size, dtype=np.int64)
+    sums = empty((3, rows))  # energy [kWh], occupied connectors [-], arrivals [-]
+    sums.fill(0.0)
+    _sum_contributions(
+        site, parts["row"], interval, parts["energy"], parts["occupied"], parts["arrival"],
+        origin, length, sums,
+    )  # fmt: skip
+    energy, occupied, arrivals = sums
+    interval_start = empty(rows, np.int64)
+    _grid_starts(first, length, step_us, interval_start)
+    site_index = pl.Series(np.repeat(np.arange(ids.len(), dtype=np.uint32), length))
     return pl.DataFrame(
-        {
-            "site_id": ids.gather(row_site),
-            "interval_start": pl.Series(
-                first[row_site] + (np.arange(row_site.size) - offset[row_site]) * step_us
-            ).cast(pl.Datetime("us", "UTC")),
-            "energy_kwh": energy,
-            "power_kw": energy / (resolution / timedelta(hours=1)),
-            "occupied_connectors": total("occupied"),
-            "arrivals": total("arrival").round().astype(np.uint32),
-            "is_missing": np.zeros(row_site.size, dtype=bool),
-        },
+        [
+            ids.gather(site_index).alias("site_id"),
+            pl.Series("interval_start", interval_start).cast(pl.Datetime("us", "UTC")),
+            pl.Series("energy_kwh", energy),
+            pl.Series("power_kw", energy / (resolution / timedelta(hours=1))),
+            pl.Series("occupied_connectors", occupied),
+            pl.Series("arrivals", np.rint(arrivals, out=arrivals).astype(np.uint32)),
+            pl.Series("is_missing", np.zeros(rows, dtype=bool)),
+        ],
         schema=DEMAND_SERIES_SCHEMA,
     )

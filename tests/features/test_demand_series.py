@@ -8,7 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from features.demand_series import build_demand_series, build_session_contributions
+from features.demand_series import (
+    build_demand_series,
+    build_series_from_contributions,
+    build_session_contributions,
+)
 from forecasting.errors import ConfigError, SchemaError
 from forecasting.schemas import DEMAND_SERIES_SCHEMA, validate_frame
 from tests.features.conftest import T0, at, make_sessions
@@ -126,6 +130,34 @@ def test_start_and_end_bound_the_grid() -> None:
     series = build_demand_series(sessions, resolution=HOUR, start=at(-1), end=at(2))
     assert series["interval_start"].to_list() == [at(-1), at(0), at(1)]
     assert series["energy_kwh"].to_list() == [0.0, 0.0, 2.0]
+
+
+def test_series_from_contributions_equals_the_series_from_sessions() -> None:
+    a = make_sessions([(at(0.5), at(3.25), 6.0), (at(7), at(7.5), 1.0)], site_id="a")
+    b = make_sessions([(at(2), at(2.25), 4.0)], site_id="b")
+    sessions = pl.concat([b, a])
+    contributions = build_session_contributions(sessions, resolution=HOUR).collect()
+    assert_frame_equal(
+        build_series_from_contributions(contributions, resolution=HOUR),
+        build_demand_series(sessions, resolution=HOUR),
+    )
+
+
+def test_contributions_off_the_grid_count_from_the_first_one() -> None:
+    contributions = pl.DataFrame(
+        {
+            "site_id": ["a", "a", "a"],
+            "interval_start": [at(0.5), at(1.25), at(1.75)],  # off the hourly grid
+            "energy_kwh": [1.0, 2.0, 4.0],
+            "occupied_connectors": [1.0, 1.0, 0.5],
+            "arrivals": [1, 0, 1],
+        }
+    )
+    series = build_series_from_contributions(contributions, resolution=HOUR)
+    # hours from 00:30 up to one hour after the last start
+    assert series["interval_start"].to_list() == [at(0.5), at(1.5), at(2.5)]
+    assert series["energy_kwh"].to_list() == [3.0, 4.0, 0.0]
+    assert series["arrivals"].to_list() == [1, 1, 0]
 
 
 def test_contributions_carry_known_at() -> None:
