@@ -22,9 +22,14 @@ from numba import njit
 
 from features.arrays import empty
 from features.outages import mark_outages
-from features.session_split import Allocation, compute_contribution_arrays
+from features.session_split import (
+    Allocation,
+    compute_contribution_arrays,
+    compute_session_times,
+    sum_on_grids,
+)
 from features.site_numbers import compute_site_numbers
-from features.time_grid import ONE_US, compute_epoch_us
+from features.time_grid import ONE_US, check_resolution, compute_epoch_us
 from forecasting.schemas import DEMAND_SERIES_SCHEMA
 
 __all__ = [
@@ -126,16 +131,23 @@ def build_demand_series(
         ``power_kw`` [kW] average over the interval, ``occupied_connectors`` [-] time-weighted,
         ``arrivals`` [-], ``is_missing`` (all false; see :func:`mark_outages`).
     """
+    check_resolution(resolution)
     frame = sessions.collect() if isinstance(sessions, pl.LazyFrame) else sessions
-    parts = compute_contribution_arrays(
-        frame, resolution=resolution, allocation=allocation, charger_power_kw=charger_power_kw
-    )
-    if parts["row"].size == 0:
+    times = compute_session_times(frame, allocation=allocation, charger_power_kw=charger_power_kw)
+    if frame.is_empty():
         return pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
-    # site numbers per session, then per contribution: no per-contribution strings
     ids = frame["site_id"].unique().sort()
     site = compute_site_numbers(frame["site_id"], ids.to_list())
-    return _sum_on_grid(site, ids, parts, resolution=resolution, start=start, end=end)
+    step_us = resolution // ONE_US
+    # each site's first and last interval [-], numbered from the epoch
+    first = times["plug_in"] // step_us
+    last = np.maximum(times["plug_out"] - 1, times["plug_in"]) // step_us
+    first, last = _site_spans(site, np.arange(site.size), first, last, ids.len())
+    first_us, length = _grid_bounds(first * step_us, last * step_us, step_us, start, end)
+    sums = sum_on_grids(
+        times, site=site, step_us=step_us, origin=first_us // step_us, length=length
+    )
+    return _series_frame(ids, first_us, length, sums, resolution=resolution)
 
 
 def build_series_from_contributions(
@@ -173,18 +185,18 @@ def build_series_from_contributions(
 
 @njit(cache=True, nogil=True)
 def _site_spans(
-    site: np.ndarray, row: np.ndarray, starts: np.ndarray, sites: int
+    site: np.ndarray, row: np.ndarray, low: np.ndarray, high: np.ndarray, sites: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per site: the earliest and latest contribution start [us] (extreme int64 if none).
+    """Per site: the smallest of ``low`` and the largest of ``high`` (extreme int64 if none).
 
-    Contribution ``k`` belongs to site ``site[row[k]]``.
+    Entry ``k`` of ``low`` and ``high`` belongs to site ``site[row[k]]``.
     """
     first = np.full(sites, np.iinfo(np.int64).max, dtype=np.int64)
     last = np.full(sites, np.iinfo(np.int64).min, dtype=np.int64)
     for k in range(row.size):
         s = site[row[k]]
-        first[s] = min(first[s], starts[k])
-        last[s] = max(last[s], starts[k])
+        first[s] = min(first[s], low[k])
+        last[s] = max(last[s], high[k])
     return first, last
 
 
@@ -227,6 +239,24 @@ def _grid_starts(first: np.ndarray, length: np.ndarray, step_us: int, out: np.nd
             row += 1
 
 
+def _grid_bounds(
+    first_us: np.ndarray,
+    last_us: np.ndarray,
+    step_us: int,
+    start: datetime | None,
+    end: datetime | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per site: start of its grid [us] and number of intervals.
+
+    From its first to its last interval start (``first_us``, ``last_us``) unless ``start`` (on
+    the grid at or before it) or ``end`` (exclusive) bound it.
+    """
+    if start is not None:
+        first_us = np.full(first_us.size, compute_epoch_us(start) // step_us * step_us)
+    end_us = np.full(first_us.size, compute_epoch_us(end)) if end is not None else last_us + step_us
+    return first_us, np.maximum(0, -(-(end_us - first_us) // step_us))
+
+
 def _sum_on_grid(
     site: np.ndarray,
     ids: pl.Series,
@@ -242,12 +272,8 @@ def _sum_on_grid(
     """
     step_us = resolution // ONE_US
     starts = parts["start"]
-    first, last = _site_spans(site, parts["row"], starts, ids.len())
-    if start is not None:
-        first[:] = compute_epoch_us(start) // step_us * step_us
-    end_us = np.full(ids.len(), compute_epoch_us(end)) if end is not None else last + step_us
-    length = np.maximum(0, -(-(end_us - first) // step_us))
-    rows = int(length.sum())
+    first, last = _site_spans(site, parts["row"], starts, starts, ids.len())
+    first, length = _grid_bounds(first, last, step_us, start, end)
     # intervals numbered by numpy, which divides by one number fast (libdivide), numba not
     if (first % step_us == 0).all():  # grids on the epoch's grid: number from the epoch
         interval = np.floor_divide(starts, step_us, out=empty(starts.size, np.int64))
@@ -255,15 +281,27 @@ def _sum_on_grid(
     else:  # contributions off the epoch's grid: number from each site's first one
         interval = (starts - first[site[parts["row"]]]) // step_us
         origin = np.zeros(first.size, dtype=np.int64)
-    sums = empty((3, rows))  # energy [kWh], occupied connectors [-], arrivals [-]
+    sums = empty((3, int(length.sum())))  # energy [kWh], occupied connectors [-], arrivals [-]
     sums.fill(0.0)
     _sum_contributions(
         site, parts["row"], interval, parts["energy"], parts["occupied"], parts["arrival"],
         origin, length, sums,
     )  # fmt: skip
+    return _series_frame(ids, first, length, sums, resolution=resolution)
+
+
+def _series_frame(
+    ids: pl.Series,
+    first_us: np.ndarray,
+    length: np.ndarray,
+    sums: np.ndarray,
+    *,
+    resolution: timedelta,
+) -> pl.DataFrame:
+    """Build the demand series frame of per-site grids (``sums``: energy, occupancy, arrivals)."""
     energy, occupied, arrivals = sums
-    interval_start = empty(rows, np.int64)
-    _grid_starts(first, length, step_us, interval_start)
+    interval_start = empty(energy.size, np.int64)
+    _grid_starts(first_us, length, resolution // ONE_US, interval_start)
     site_index = pl.Series(np.repeat(np.arange(ids.len(), dtype=np.uint32), length))
     return pl.DataFrame(
         [
@@ -273,7 +311,7 @@ def _sum_on_grid(
             pl.Series("power_kw", energy / (resolution / timedelta(hours=1))),
             pl.Series("occupied_connectors", occupied),
             pl.Series("arrivals", np.rint(arrivals, out=arrivals).astype(np.uint32)),
-            pl.Series("is_missing", np.zeros(rows, dtype=bool)),
+            pl.Series("is_missing", np.zeros(energy.size, dtype=bool)),
         ],
         schema=DEMAND_SERIES_SCHEMA,
     )

@@ -269,6 +269,27 @@ def split_at_intervals(
     return parts
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _energy_share(  # noqa: PLR0917 - one session and one interval, for numba
+    plug_in: int, charge: int, energy: float, start: int, step_us: int, first: bool
+) -> float:
+    """Energy [kWh] a session puts in the interval from ``start`` [us] (see module docstring).
+
+    ``first``: the interval is the session's plug-in interval.
+    """
+    window_us = float(charge - plug_in)  # allocation window
+    if window_us <= 0:  # no allocation window: all energy in the plug-in interval
+        return energy if first else 0.0
+    begin = max(plug_in, start)
+    return energy * float(max(min(charge, start + step_us) - begin, 0)) / window_us
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _plugged_share(plug_in: int, plug_out: int, start: int, step_us: int) -> float:
+    """Share [-] of the interval from ``start`` [us] that the car was plugged in."""
+    return max(min(plug_out, start + step_us) - max(plug_in, start), 0) / step_us
+
+
 @njit(cache=True, nogil=True)
 def _split(  # noqa: PLR0917 - the session arrays and the outputs, for numba
     plug_in: np.ndarray,
@@ -294,18 +315,86 @@ def _split(  # noqa: PLR0917 - the session arrays and the outputs, for numba
     occupancy = occupied.size > 0
     k = 0
     for q in range(plug_in.size):
-        window_us = float(charge[q] - plug_in[q])  # allocation window
         for m in range(counts[q]):
             row[k] = q
             start[k] = (first[q] + m) * step_us
             known_at[k] = plug_out[q]
             arrival[k] = m == 0
-            begin = max(plug_in[q], start[k])
-            end = start[k] + step_us
             if occupancy:
-                occupied[k] = max(min(plug_out[q], end) - begin, 0) / step_us
-            if window_us <= 0:  # no allocation window: all energy in the plug-in interval
-                spread[k] = energy[q] if m == 0 else 0.0
-            else:
-                spread[k] = energy[q] * float(max(min(charge[q], end) - begin, 0)) / window_us
+                occupied[k] = _plugged_share(plug_in[q], plug_out[q], start[k], step_us)
+            spread[k] = _energy_share(plug_in[q], charge[q], energy[q], start[k], step_us, m == 0)
             k += 1
+
+
+def sum_on_grids(
+    times: dict[str, np.ndarray],
+    *,
+    site: np.ndarray,
+    step_us: int,
+    origin: np.ndarray,
+    length: np.ndarray,
+) -> np.ndarray:
+    """Sum the sessions' contributions per site and interval, without listing them.
+
+    What :func:`split_at_intervals` lists, summed: the same values added in the same order
+    (session after session, each in time order).
+
+    Parameters
+    ----------
+    times
+        Per session, the arrays of :func:`compute_session_times`.
+    site
+        Per session, its site number.
+    step_us
+        Interval length [us].
+    origin, length
+        Per site, the first interval of its grid [-] (numbered from the epoch) and the
+        number of intervals; the grids are laid end to end in site order. Contributions off
+        their site's grid are left out.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``(3, length.sum())``: energy [kWh], occupied connectors [-] and arrivals [-]
+        per interval.
+    """
+    plug_in = times["plug_in"]
+    first = plug_in // step_us  # numpy divides by one number fast (libdivide), numba does not
+    counts = np.maximum(times["plug_out"] - 1, plug_in) // step_us - first + 1
+    sums = empty((3, int(length.sum())))
+    sums.fill(0.0)
+    _sum_sessions(
+        plug_in, times["plug_out"], times["charge"], times["energy"], first, counts,
+        step_us, site, origin, length, sums,
+    )  # fmt: skip
+    return sums
+
+
+@njit(cache=True, nogil=True)
+def _sum_sessions(  # noqa: PLR0917 - the session arrays, the grids and the output, for numba
+    plug_in: np.ndarray,
+    plug_out: np.ndarray,
+    charge: np.ndarray,
+    energy: np.ndarray,
+    first: np.ndarray,
+    counts: np.ndarray,
+    step_us: int,
+    site: np.ndarray,
+    origin: np.ndarray,
+    length: np.ndarray,
+    sums: np.ndarray,
+) -> None:
+    """Add each session's contributions into ``sums``: the loop of :func:`sum_on_grids`."""
+    offset = np.cumsum(length) - length
+    for q in range(plug_in.size):
+        s = site[q]
+        for m in range(counts[q]):
+            at = first[q] + m - origin[s]
+            if 0 <= at < length[s]:
+                start = (first[q] + m) * step_us
+                cell = offset[s] + at
+                sums[0, cell] += _energy_share(
+                    plug_in[q], charge[q], energy[q], start, step_us, m == 0
+                )
+                sums[1, cell] += _plugged_share(plug_in[q], plug_out[q], start, step_us)
+                sums[2, cell] += m == 0
