@@ -38,21 +38,23 @@ def empty(shape: int | tuple[int, ...], dtype: type | np.dtype = np.float64) -> 
     return np.frombuffer(buffer, dtype=kind, count=count).reshape(dims)
 
 
-def float_series(name: str, values: np.ndarray, valid: np.ndarray | None) -> pl.Series:
-    """Return a Float64 Series of ``values``, null where ``valid`` says so.
-
-    Without nulls the Series takes ``values`` as they are; with nulls polars copies them, but
-    no scan for NaN is needed (``nan_to_null`` is several times slower).
+def build_float_series(
+    values: np.ndarray, *, name: str, valid: np.ndarray | None = None
+) -> pl.Series:
+    """Return a Float64 Series of ``values`` without a copy, null where ``valid`` says so.
 
     Parameters
     ----------
+    values
+        Contiguous float64 values. The Series uses their memory as it is and keeps the
+        whole buffer it belongs to alive (e.g. every row of a 2-D block): do not write to
+        ``values`` afterwards.
     name
         Name of the Series.
-    values
-        Contiguous float64 values; the Series may keep them (do not write to them after).
     valid
         Arrow validity bitmap of ``values`` (uint8, at least ``ceil(values.size / 8)`` bytes,
         least significant bit first: a 0 bit makes the value null), or None for no nulls.
+        Saves polars' scan for NaN (``nan_to_null``), several times slower.
     """
     if valid is None:
         return pl.Series(name, values)

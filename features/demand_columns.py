@@ -66,7 +66,7 @@ def _session_times(
     selected = sessions.select("site_id", *columns)  # eager on a DataFrame: no planning
     frame = selected.collect() if isinstance(selected, pl.LazyFrame) else selected
     times = {name: frame[name].to_numpy() for name in frame.columns[1:]}
-    times["site"] = compute_site_numbers(frame["site_id"], ids)  # other sites: len(ids)
+    times["site"] = compute_site_numbers(frame["site_id"], ids=ids)  # other sites: len(ids)
     ours = times["site"] < len(ids)
     check_session_times(sessions, times["plug_in"], times["plug_out"], rows=ours)
     if not ours.all():
@@ -212,6 +212,14 @@ def compute_demand_columns(
     rated = {s.site_id: max((g.power_kw for g in s.chargers), default=None) for s in sites}
     times = _session_times(sessions, ids, allocation=allocation, rated_kw=[rated[i] for i in ids])
     site = np.array([ids.index(site.site_id) for site in sites], dtype=np.int64)
+    if np.any(np.diff(issues_us) <= 0) or (
+        issue.size and not 0 <= issue.min() <= issue.max() < issues_us.size
+    ):
+        msg = (
+            "issues_us must be increasing and issue positions in it "
+            f"(0..{issues_us.size - 1}); build them with features.matrix.compute_target_rows"
+        )
+        raise ValueError(msg)
     present = np.zeros(issues_us.size, dtype=bool)
     present[issue] = True
     if not present.all():  # only issue times with target rows count

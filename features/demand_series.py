@@ -137,7 +137,7 @@ def build_demand_series(
     if frame.is_empty():
         return pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
     ids = frame["site_id"].unique().sort()
-    site = compute_site_numbers(frame["site_id"], ids.to_list())
+    site = compute_site_numbers(frame["site_id"], ids=ids.to_list())
     step_us = resolution // ONE_US
     # each site's first and last interval [-], numbered from the epoch
     first = times["plug_in"] // step_us
@@ -167,7 +167,7 @@ def build_series_from_contributions(
     if frame.is_empty():
         return pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
     ids = frame["site_id"].unique().sort()
-    site = compute_site_numbers(frame["site_id"], ids.to_list())
+    site = compute_site_numbers(frame["site_id"], ids=ids.to_list())
     parts = {
         "row": np.arange(frame.height),
         "start": frame["interval_start"].dt.epoch("us").to_numpy(),

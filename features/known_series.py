@@ -276,7 +276,8 @@ def build_known_series(
     interval = np.subtract(parts.start_us, origin, out=empty(parts.start_us.size, np.int64))
     interval //= step_us  # numpy divides by one number fast (libdivide), numba does not
     session_first = empty(parts.site.size + 1, np.int64)
-    sessions = _full_series(parts.site, interval, parts.energy, parts.arrival, full, session_first)
+    arrival = parts.arrival.astype(np.bool_, copy=False)  # 0/1: counted, not indexed
+    sessions = _full_series(parts.site, interval, parts.energy, arrival, full, session_first)
     session_first = session_first[: sessions + 1]
     first = session_first[:-1]  # each session's first contribution
     site, known_us, first_interval = parts.site[first], parts.known_us[first], interval[first]

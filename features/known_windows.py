@@ -46,58 +46,79 @@ def _unknown_energy(flight: _Flight, cell: int, lo: int, hi: int) -> float:
     return total
 
 
+_SITE_BLOCK = 8
+"""Sites whose running sums are computed in one pass (their additions overlap in the
+processor; a bounded block keeps the scratch memory at ``8 * (intervals + 1)`` per sum)."""
+
+
+@njit(cache=True, nogil=True)
+def _running_sums(
+    full: np.ndarray,
+    first_site: int,
+    alpha: float,
+    cumulative: np.ndarray,
+    levels: np.ndarray,
+) -> None:
+    """Per interval and site of a block: cumulative sum (leading zero) and EWM level [kWh].
+
+    Sites ``first_site .. first_site + cumulative.shape[1]`` (clipped to the sites of
+    ``full``); the EWM level after ``k`` intervals starts from zero.
+    """
+    block = min(cumulative.shape[1], full.shape[0] - first_site)
+    cumulative[0], levels[0] = 0.0, 0.0
+    for k in range(full.shape[1]):
+        for b in range(block):
+            value = full[first_site + b, k]
+            cumulative[k + 1, b] = cumulative[k, b] + value
+            levels[k + 1, b] = levels[k, b] + alpha * (value - levels[k, b])
+
+
 @njit(cache=True, nogil=True)
 def _cell_statistics(  # noqa: PLR0917 - the arrays of KnownSeries and the windows, for numba
     full: np.ndarray,
     ended: np.ndarray,
+    ends: np.ndarray,
+    end_index: np.ndarray,
     history: np.ndarray,
     flight: _Flight,
     mean_widths: np.ndarray,
     max_widths: np.ndarray,
     alpha: float,
-    window: np.ndarray,
-    cumulative: np.ndarray,
-    levels: np.ndarray,
+    scratch: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> np.ndarray:
     """Per cell: the window means, then the window maxima, then the EWM level [kWh].
 
-    Returns an array of shape ``(mean_widths.size + max_widths.size + 1, cells)``;
-    ``window`` is scratch space of at least the longest of ``max_widths``, ``cumulative`` and
-    ``levels`` of shape ``(intervals + 1, sites)``.
+    Returns an array of shape ``(mean_widths.size + max_widths.size + 1, cells)``. ``ends``
+    are the distinct values of ``ended`` (sorted) and ``end_index`` each issue's position
+    among them; ``scratch`` holds a window of at least the longest of ``max_widths`` and the
+    running sums of a block of sites, shape ``(intervals + 1, _SITE_BLOCK)`` each.
     """
-    sites, n = full.shape
+    window, cumulative, levels = scratch
     issues = ended.size
     result = np.empty((mean_widths.size + max_widths.size + 1, history.size))
-    # per interval and site: cumulative sum with a leading zero, EWM level after k intervals
-    # from zero [kWh]; all sites in one pass, so their additions overlap in the processor
-    cumulative[0], levels[0] = 0.0, 0.0
-    for k in range(n):
-        for site in range(sites):
-            value = full[site, k]
-            cumulative[k + 1, site] = cumulative[k, site] + value
-            levels[k + 1, site] = levels[k, site] + alpha * (value - levels[k, site])
-    between = np.empty(issues)  # of one site: maxima between consecutive issues [kWh]
-    for site in range(sites):
+    between = np.empty(ends.size)  # of one site: maxima between consecutive ends [kWh]
+    for site in range(full.shape[0]):
+        b = site % _SITE_BLOCK
+        if b == 0:
+            _running_sums(full, site, alpha, cumulative, levels)
         series = full[site]
-        _maxima_between(series, ended, between)
+        _maxima_between(series, ends, between)
         for i in range(issues):
             cell, e = site * issues + i, ended[i]
             row = 0
             for width in mean_widths:
                 start = min(max(e - width, history[cell]), e)
-                total = (
-                    cumulative[e, site]
-                    - cumulative[start, site]
-                    - _unknown_energy(flight, cell, start, e)
-                )
+                unknown = _unknown_energy(flight, cell, start, e)
+                total = cumulative[e, b] - cumulative[start, b] - unknown
                 result[row, cell] = total / (e - start) if start < e else np.nan
                 row += 1
             for width in max_widths:
                 result[row, cell] = _window_maximum(
-                    series, i, ended, between, history[cell], flight, cell, width, window
-                )
+                    series, end_index[i], ends, between, history[cell], flight, cell, width,
+                    window,
+                )  # fmt: skip
                 row += 1
-            result[row, cell] = _ewm_level(levels[e, site], e, history[cell], flight, cell, alpha)
+            result[row, cell] = _ewm_level(levels[e, b], e, history[cell], flight, cell, alpha)
     return result
 
 
@@ -112,32 +133,33 @@ def _maximum(values: np.ndarray, lo: int, hi: int) -> float:
 
 
 @njit(cache=True, nogil=True)
-def _maxima_between(series: np.ndarray, ended: np.ndarray, out: np.ndarray) -> None:
-    """Write the largest of ``series[ended[i - 1]:ended[i]]`` to ``out[i]`` (-inf: empty).
+def _maxima_between(series: np.ndarray, ends: np.ndarray, out: np.ndarray) -> None:
+    """Write the largest of ``series[ends[i - 1]:ends[i]]`` to ``out[i]`` (-inf: empty).
 
-    ``ended`` is non-decreasing; ``ended[-1]`` counts as 0.
+    ``ends`` is increasing; ``ends[-1]`` counts as 0.
     """
     previous = 0
-    for i in range(ended.size):
-        out[i] = _maximum(series, previous, ended[i]) if ended[i] > previous else -np.inf
-        previous = ended[i]
+    for i in range(ends.size):
+        out[i] = _maximum(series, previous, ends[i]) if ends[i] > previous else -np.inf
+        previous = ends[i]
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _range_maximum(
-    series: np.ndarray, ended: np.ndarray, between: np.ndarray, i: int, lo: int
+    series: np.ndarray, ends: np.ndarray, between: np.ndarray, i: int, lo: int
 ) -> float:
-    """Largest of ``series[lo:ended[i]]`` (not empty), from :func:`_maxima_between`'s values.
+    """Largest of ``series[lo:ends[i]]`` (not empty), from :func:`_maxima_between`'s values.
 
-    Whole stretches between issues come from ``between``, the rest is read off ``series``.
+    Whole stretches between ends come from ``between``, the rest is read off ``series``; the
+    ends are distinct, so no more stretches are read than the range has intervals.
     """
     largest = -np.inf
     k = i
-    while k >= 0 and (ended[k - 1] if k > 0 else 0) >= lo:  # stretch k lies in the range
+    while k >= 0 and (ends[k - 1] if k > 0 else 0) >= lo:  # stretch k lies in the range
         largest = max(largest, between[k])
         k -= 1
-    if k >= 0 and ended[k] > lo:
-        largest = max(largest, _maximum(series, lo, ended[k]))
+    if k >= 0 and ends[k] > lo:
+        largest = max(largest, _maximum(series, lo, ends[k]))
     return largest
 
 
@@ -145,7 +167,7 @@ def _range_maximum(
 def _window_maximum(  # noqa: PLR0917 - one cell's window, for numba
     series: np.ndarray,
     i: int,
-    ended: np.ndarray,
+    ends: np.ndarray,
     between: np.ndarray,
     first: int,
     flight: _Flight,
@@ -155,16 +177,16 @@ def _window_maximum(  # noqa: PLR0917 - one cell's window, for numba
 ) -> float:
     """Largest energy [kWh] of the intervals ``[max(e - width, first), e)`` as known at ``cell``.
 
-    ``e = ended[i]`` for the cell's issue ``i``; ``series`` is the site's full series,
-    ``between`` its :func:`_maxima_between`, ``window`` scratch space of at least ``width``.
+    ``e = ends[i]`` for the cell's issue; ``series`` is the site's full series, ``between``
+    its :func:`_maxima_between`, ``window`` scratch space of at least ``width``.
     """
     flight_start, flight_sessions, session_first, interval, energy = flight
-    e = ended[i]
+    e = ends[i]
     start = min(max(e - width, first), e)
     if start == e:
         return np.nan
     if flight_start[cell + 1] == flight_start[cell]:  # nothing in flight: the full series
-        return _range_maximum(series, ended, between, i, start)
+        return _range_maximum(series, ends, between, i, start)
     base = e - width  # window[k] is interval base + k
     window[start - base : width] = series[start:e]
     for p in range(flight_start[cell], flight_start[cell + 1]):
@@ -227,17 +249,20 @@ def compute_cell_statistics(
         ``mean_widths``, then the maxima, then the level.
     """
     alpha = 1.0 - 0.5 ** (1.0 / half_life)
+    ends, end_index = np.unique(known.ended, return_inverse=True)
+    sums_shape = (known.full.shape[1] + 1, _SITE_BLOCK)
+    scratch = (np.empty(max(max_widths, default=1)), empty(sums_shape), empty(sums_shape))
     return _cell_statistics(
         known.full,
         known.ended,
+        ends,
+        end_index,
         known.history,
         _flight(known),
         np.asarray(mean_widths, dtype=np.int64),
         np.asarray(max_widths, dtype=np.int64),
         alpha,
-        np.empty(max(max_widths, default=1)),
-        empty((known.full.shape[1] + 1, known.full.shape[0])),  # scratch: in Arrow's pool,
-        empty((known.full.shape[1] + 1, known.full.shape[0])),  # kept between calls
+        scratch,
     )
 
 
@@ -285,13 +310,15 @@ def _row_features(  # noqa: PLR0917 - the rows and the arrays of KnownSeries, fo
                 for k in range(r, end):
                     j = target[k] - lags[m]
                     if j < lo or j >= hi:
-                        column[base + k] = np.nan
+                        value = np.nan
+                    elif corrected:
+                        value = full[s, j] - _unknown_energy(flight, cell, j, j + 1)
+                    else:
+                        value = full[s, j]
+                    column[base + k] = value
+                    if np.isnan(value):  # no value, or NaN energy in the sessions
                         _clear_bit(valid[m], base + k)
                         has_nan[m] = True
-                    elif corrected:
-                        column[base + k] = full[s, j] - _unknown_energy(flight, cell, j, j + 1)
-                    else:
-                        column[base + k] = full[s, j]
             for m in range(lags.size, out.shape[0]):
                 value = per_cell[m - lags.size, cell]
                 out[m, base + r : base + end] = value

@@ -41,7 +41,7 @@ from typing import Final
 import numpy as np
 import polars as pl
 
-from features.arrays import float_series
+from features.arrays import build_float_series
 from features.known_series import (
     EarlierSessions,
     KnownSeries,
@@ -257,6 +257,6 @@ def compute_site_lag_features(
         per_cell=np.stack([per_cell[name] for name in LAG_FEATURE_COLUMNS[len(LAGS):]]),
     )  # fmt: skip
     return {
-        name: float_series(name, values[m], valid[m] if has_nan[m] else None)
+        name: build_float_series(values[m], name=name, valid=valid[m] if has_nan[m] else None)
         for m, name in enumerate(LAG_FEATURE_COLUMNS)
     }

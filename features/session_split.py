@@ -210,7 +210,6 @@ def split_at_intervals(
     *,
     step_us: int,
     occupancy: bool = True,
-    keep: np.ndarray | None = None,
     spans: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
     """Split sessions given as time arrays at the interval boundaries of the grid.
@@ -224,11 +223,10 @@ def split_at_intervals(
         Interval length [us]; intervals are aligned to the epoch (so to UTC midnight).
     occupancy
         Whether to compute ``occupied`` (the lag features do not need it).
-    keep
-        Per session, whether to split it (bool; default all).
     spans
         Per session, its first interval [-] (numbered from the epoch) and how many intervals
-        to split it into (0 leaves it out), when already known (then ``keep`` is not used).
+        to split it into (0 leaves it out), when already known; default: every interval its
+        plug-in window overlaps.
 
     Returns
     -------
@@ -248,8 +246,6 @@ def split_at_intervals(
     else:
         first = plug_in // step_us
         counts = np.maximum(plug_out - 1, plug_in) // step_us - first + 1
-        if keep is not None:
-            counts *= keep
     size = int(counts.sum())
     parts = {
         "row": empty(size, np.int64),

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from features.arrays import empty, float_series
+from features.arrays import build_float_series, empty
 
 
 @pytest.mark.parametrize(
@@ -40,8 +40,8 @@ def test_float_series_is_null_where_a_bit_is_clear_and_outlives_the_arrays() -> 
     values = empty(11)
     values[:] = np.arange(11.0)
     valid = np.packbits(np.arange(11) % 3 != 1, bitorder="little")
-    series = float_series("x", values, valid)
-    plain = float_series("y", values, None)
+    series = build_float_series(values, name="x", valid=valid)
+    plain = build_float_series(values, name="y")
     del values, valid
     gc.collect()
     for _ in range(20):  # would overwrite memory freed by mistake
@@ -49,3 +49,4 @@ def test_float_series_is_null_where_a_bit_is_clear_and_outlives_the_arrays() -> 
     assert (series.name, series.dtype, plain.name) == ("x", pl.Float64, "y")
     assert series.to_list() == [None if i % 3 == 1 else float(i) for i in range(11)]
     assert plain.to_list() == [float(i) for i in range(11)]
+    assert series.null_count() == 4  # rows 1, 4, 7, 10

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from features.demand_columns import compute_needed_sessions
+from features.demand_columns import compute_demand_columns, compute_needed_sessions
 from features.known_series import NO_HISTORY
 from features.lags import LOOKBACK
 from features.matrix import build_feature_matrix
@@ -116,3 +116,24 @@ def test_without_issue_times_every_session_is_needed() -> None:
     )
     assert needed.counts.tolist() == [2, 1]  # its intervals
     assert needed.earlier is None
+
+
+@pytest.mark.parametrize(
+    ("issue", "issues_us"),
+    [
+        pytest.param([0, 1], [2 * 3_600_000_000, 3_600_000_000], id="issues-not-increasing"),
+        pytest.param([0, 2], [0, 3_600_000_000], id="position-past-the-issues"),
+    ],
+)
+def test_issue_positions_are_checked(site: SiteConfig, issue: list, issues_us: list) -> None:
+    with pytest.raises(ValueError, match="issues_us must be increasing"):
+        compute_demand_columns(
+            make_sessions([(at(0), at(1), 1.0)]),
+            issue=np.array(issue),
+            interval_us=np.array([0, 3_600_000_000]),
+            issues_us=np.array(issues_us),
+            sites=[site],
+            allocation="uniform",
+            resolution=timedelta(hours=1),
+            known_until=None,
+        )

@@ -155,6 +155,15 @@ def test_lag_not_yet_ended_is_null() -> None:
     assert late["lag_1d"].item() is None  # 36 h after T0 had not ended at T = 30 h
 
 
+def test_nan_energy_gives_null_features_not_nan() -> None:
+    # ingest rejects such sessions, but the feature functions take any frame
+    sessions = make_sessions([(at(0), at(2), math.nan), (at(3), at(4), 1.0)])
+    features = _features(sessions, [(at(24), at(24)), (at(24), at(25))], HOUR)
+    for name in ("lag_1d", "mean_24h", "max_24h"):
+        assert features[name].is_nan().sum() == 0, name
+    assert features["lag_1d"].to_list() == [None, None]  # hours 0 and 1: NaN energy
+
+
 def test_contributions_in_another_order_give_the_same_features() -> None:
     # s0 is in flight at T = 12 h; sorted by interval start its rows interleave with s1's
     sessions = make_sessions([(at(8), at(14), 600.0), (at(9), at(10), 2.0)])

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,7 @@ from features.matrix import (
     TARGET_COLUMNS,
     build_feature_matrices,
     build_feature_matrix,
+    compute_target_rows,
     feature_columns,
 )
 from features.solar_geometry import SOLAR_FEATURE_COLUMNS
@@ -308,3 +310,23 @@ def test_last_known_plug_out_survives_the_trim_of_early_sessions(site: SiteConfi
     )
     expected = (100 * DAY - HOUR) / HOUR  # since the plug-out of the 3 kWh session [h]
     assert matrix["hours_since_last_session"].to_list() == [expected, expected]
+
+
+@pytest.mark.parametrize(
+    ("horizon", "issue", "interval", "step"),
+    [
+        # 00:00 -> 00:00 and 01:00; 00:30 -> 01:00 and 02:00 (starts at or after the issue)
+        pytest.param(timedelta(hours=2), [0, 0, 1, 1], [0, 1, 1, 2], [0, 1, 0, 1], id="2h"),
+        # 30 minutes: 00:00 -> 00:00; 00:30 has no grid interval starting before 01:00
+        pytest.param(timedelta(minutes=30), [0], [0], [0], id="no-rows-for-00:30"),
+    ],
+)
+def test_target_rows_start_at_or_after_the_issue_within_the_horizon(
+    horizon: timedelta, issue: list[int], interval: list[int], step: list[int]
+) -> None:
+    hour = 3_600_000_000
+    issues_us = np.array([0, hour // 2]) + 400_000 * hour
+    rows = compute_target_rows(issues_us, horizon=horizon, resolution=timedelta(hours=1))
+    assert rows[0].tolist() == issue
+    assert ((rows[1] - 400_000 * hour) // hour).tolist() == interval
+    assert rows[2].tolist() == step

@@ -27,7 +27,7 @@ def test_site_numbers_are_positions_in_the_list(
     values: list[str], ids: list[str], cut: int
 ) -> None:
     column = pl.Series("site_id", values, dtype=pl.String).slice(cut)
-    assert compute_site_numbers(column, ids).tolist() == _by_name(values[cut:], ids)
+    assert compute_site_numbers(column, ids=ids).tolist() == _by_name(values[cut:], ids)
 
 
 def test_rows_pointing_at_several_data_buffers_and_copies_of_a_name() -> None:
@@ -35,7 +35,7 @@ def test_rows_pointing_at_several_data_buffers_and_copies_of_a_name() -> None:
     long = "broxden-park-ride-perth"
     parts = [pl.Series([long, "friarton-depot-perth", "atholl"] * 50) for _ in range(3)]
     column = pl.concat(parts, rechunk=True)
-    numbers = compute_site_numbers(column, ["atholl", long])
+    numbers = compute_site_numbers(column, ids=["atholl", long])
     assert numbers.tolist() == [1, 2, 0] * 150
 
 
@@ -46,9 +46,9 @@ def test_a_parquet_column_of_shared_views_matches(tmp_path: Path) -> None:
     pl.DataFrame({"site_id": values}).write_parquet(tmp_path / "s.parquet")
     column = pl.read_parquet(tmp_path / "s.parquet")["site_id"]
     wanted = ids[5:12]
-    assert compute_site_numbers(column, wanted).tolist() == _by_name(values, wanted)
+    assert compute_site_numbers(column, ids=wanted).tolist() == _by_name(values, wanted)
 
 
 def test_nulls_count_as_not_listed() -> None:
     column = pl.Series(["a", None, "b"])
-    assert compute_site_numbers(column, ["b", "a"]).tolist() == [1, 2, 0]
+    assert compute_site_numbers(column, ids=["b", "a"]).tolist() == [1, 2, 0]
