@@ -28,7 +28,7 @@ from features.session_split import (
     compute_session_times,
     sum_on_grids,
 )
-from features.site_numbers import compute_site_numbers
+from features.site_numbers import compute_site_codes
 from features.time_grid import ONE_US, check_resolution, compute_epoch_us
 from forecasting.schemas import DEMAND_SERIES_SCHEMA
 
@@ -136,8 +136,8 @@ def build_demand_series(
     times = compute_session_times(frame, allocation=allocation, charger_power_kw=charger_power_kw)
     if frame.is_empty():
         return pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
-    ids = frame["site_id"].unique().sort()
-    site = compute_site_numbers(frame["site_id"], ids=ids.to_list())
+    names, site = compute_site_codes(frame["site_id"])
+    ids = pl.Series("site_id", names, dtype=pl.String)
     step_us = resolution // ONE_US
     # each site's first and last interval [-], numbered from the epoch
     first = times["plug_in"] // step_us
@@ -166,8 +166,8 @@ def build_series_from_contributions(
     frame = contributions.collect() if isinstance(contributions, pl.LazyFrame) else contributions
     if frame.is_empty():
         return pl.DataFrame(schema=DEMAND_SERIES_SCHEMA)
-    ids = frame["site_id"].unique().sort()
-    site = compute_site_numbers(frame["site_id"], ids=ids.to_list())
+    names, site = compute_site_codes(frame["site_id"])
+    ids = pl.Series("site_id", names, dtype=pl.String)
     parts = {
         "row": np.arange(frame.height),
         "start": frame["interval_start"].dt.epoch("us").to_numpy(),

@@ -7,7 +7,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.site_numbers import compute_site_numbers
+from features.site_numbers import compute_site_codes, compute_site_numbers
 
 # short names are held whole in the 16-byte string views, long ones in data buffers
 NAMES = st.sampled_from(["", "a", "perth", "abcdefghijkl", "abcdefghijklm", "é-site", "x" * 40])
@@ -52,3 +52,27 @@ def test_a_parquet_column_of_shared_views_matches(tmp_path: Path) -> None:
 def test_nulls_count_as_not_listed() -> None:
     column = pl.Series(["a", None, "b"])
     assert compute_site_numbers(column, ids=["b", "a"]).tolist() == [1, 2, 0]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    values=st.lists(NAMES | st.text(max_size=20), min_size=1, max_size=40), cut=st.integers(0, 5)
+)
+def test_site_codes_are_positions_among_the_sorted_distinct_ids(
+    values: list[str], cut: int
+) -> None:
+    column = pl.Series("site_id", values, dtype=pl.String).slice(cut)
+    ids, codes = compute_site_codes(column)
+    assert ids == sorted(set(values[cut:]))
+    assert [ids[c] for c in codes] == values[cut:]
+
+
+def test_many_distinct_views_give_the_same_codes_through_polars(tmp_path: Path) -> None:
+    # every row its own name: more distinct views than worth tracking, polars does the work
+    values = [f"site-{i:05d}-with-a-long-name" for i in range(5000)][::-1]
+    pl.DataFrame({"site_id": values}).write_parquet(tmp_path / "s.parquet")
+    column = pl.read_parquet(tmp_path / "s.parquet")["site_id"]
+    ids, codes = compute_site_codes(column)
+    assert ids == sorted(values)
+    assert [ids[c] for c in codes] == values
+    assert compute_site_numbers(column, ids=values[:3]).tolist()[:4] == [0, 1, 2, 3]
