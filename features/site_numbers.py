@@ -44,7 +44,7 @@ def compute_site_numbers(site_id: pl.Series, *, ids: list[str]) -> np.ndarray:
         return _by_enum(site_id, ids)
     view_of_row, names = found
     position = {name: i for i, name in enumerate(ids)}
-    return np.array([position.get(name, len(ids)) for name in names])[view_of_row]
+    return np.take(np.array([position.get(name, len(ids)) for name in names]), view_of_row)
 
 
 def compute_site_codes(site_id: pl.Series) -> tuple[list[str], np.ndarray]:
@@ -67,7 +67,7 @@ def compute_site_codes(site_id: pl.Series) -> tuple[list[str], np.ndarray]:
     view_of_row, names = found
     ids = sorted(set(names))
     position = {name: i for i, name in enumerate(ids)}
-    return ids, np.array([position[name] for name in names])[view_of_row]
+    return ids, np.take(np.array([position[name] for name in names]), view_of_row)
 
 
 def _by_enum(site_id: pl.Series, ids: list[str]) -> np.ndarray:
@@ -91,7 +91,9 @@ def _distinct_views(site_id: pl.Series) -> tuple[np.ndarray, list[str]] | None:
     if found is None:
         return None
     view_of_row, first_rows = found
-    return view_of_row, site_id.gather(first_rows).to_list()
+    if first_rows.size > 64:  # polars' gather has a fixed cost, reading a few is cheaper
+        return view_of_row, site_id.gather(first_rows).to_list()
+    return view_of_row, [arrow[int(row)].as_py() for row in first_rows]
 
 
 @njit(cache=True, nogil=True)
@@ -102,25 +104,22 @@ def _number_views(words: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarra
     than ``budget`` distinct views were found.
     """
     table = np.full(_SLOTS, -1, dtype=np.int64)  # view number, -1: empty slot
+    table_low = np.empty(_SLOTS, dtype=np.uint64)  # the view's words, kept beside it
+    table_high = np.empty(_SLOTS, dtype=np.uint64)
     first_rows = np.empty(budget, dtype=np.int64)
     view_of_row = np.empty(words.shape[0], dtype=np.int64)
     views = 0
     for q in range(words.shape[0]):
         low, high = words[q, 0], words[q, 1]
         slot = int((low ^ (high * np.uint64(0x9E3779B97F4A7C15))) >> np.uint64(52)) % _SLOTS
-        while True:  # open addressing: probe the next slot until the view or an empty slot
-            view = table[slot]
-            if view < 0 or (
-                words[first_rows[view], 0] == low and words[first_rows[view], 1] == high
-            ):
-                break
+        # open addressing: probe the next slots until the view or an empty slot
+        while table[slot] >= 0 and (table_low[slot] != low or table_high[slot] != high):
             slot = (slot + 1) % _SLOTS
-        if view < 0:
+        if table[slot] < 0:
             if views == budget or views == _SLOTS // 2:
                 return None
-            view = views
-            table[slot] = view
-            first_rows[view] = q
+            table[slot], table_low[slot], table_high[slot] = views, low, high
+            first_rows[views] = q
             views += 1
-        view_of_row[q] = view
+        view_of_row[q] = table[slot]
     return view_of_row, first_rows[:views]
